@@ -1,0 +1,1 @@
+"""ClickHouse side of the system. Imports nothing from Dagster."""

@@ -1,0 +1,373 @@
+"""Where the warehouse lives and how to reach it: URL parsing, the embedded store's
+cross-process lock, and retries of transient failures.
+
+Every deployment goes through clickhouse-connect: ``chdb://`` opens the embedded engine
+in this process, ``http(s)://`` talks to a server or cluster.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    ClickHouseError,
+    DatabaseError,
+    OperationalError,
+    ProgrammingError,
+)
+
+from web_analytics.warehouse.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    EmbeddedStoreBusy,
+    QueryFailed,
+)
+
+DEFAULT_EMBEDDED_PATH = Path(".data/clickhouse")
+URL_ENV = "WEB_ANALYTICS_URL"
+LOCK_TIMEOUT_ENV = "WEB_ANALYTICS_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_FORMS = "use chdb:///absolute/path or http(s)://user:password@host:8123/database[?cluster=NAME]"
+
+T = TypeVar("T")
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Return ``value`` if it is a plain ClickHouse identifier, else raise ConfigurationError."""
+    if not _IDENTIFIER.match(value):
+        raise ConfigurationError(f"{what} {value!r} is not a valid identifier (letters, digits, _)")
+    return value
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """A parsed warehouse URL. ``describe()`` never shows the password."""
+
+    kind: str  # "embedded" or "server"
+    path: Path | None = None
+    host: str = ""
+    port: int = 8123
+    username: str = "default"
+    password: str = field(default="", repr=False)
+    database: str = "default"
+    secure: bool = False
+    cluster: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "embedded":
+            return f"embedded store {self.path}"
+        scheme = "https" if self.secure else "http"
+        cluster = f" (cluster {self.cluster})" if self.cluster else ""
+        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}{cluster}"
+
+
+def parse_url(url: str | None) -> ConnectionTarget:
+    """Turn a warehouse URL (or ``WEB_ANALYTICS_URL``, or the default store) into a target."""
+    if url is None:
+        url = os.environ.get(URL_ENV) or None
+    if url is None:
+        return ConnectionTarget(kind="embedded", path=DEFAULT_EMBEDDED_PATH.absolute())
+    parts = urlsplit(url.strip())
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    unknown = set(query) - {"cluster"}
+    if unknown:
+        raise ConfigurationError(
+            f"unknown URL option(s) {', '.join(sorted(unknown))}: only ?cluster=NAME is supported"
+        )
+    cluster = query.get("cluster")
+    if cluster is not None:
+        validate_identifier(cluster, "cluster name")
+    if parts.scheme == "chdb":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ConfigurationError(
+                f"embedded store URL needs an absolute path, like chdb:///var/lib/web_analytics "
+                f"(got chdb://{parts.netloc}{parts.path})"
+            )
+        if cluster:
+            raise ConfigurationError("cluster mode needs a ClickHouse server URL, not chdb://")
+        return ConnectionTarget(kind="embedded", path=Path(unquote(parts.path)))
+    if parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ConfigurationError(f"server URL has no host name: {_URL_FORMS}")
+        try:
+            port = parts.port or (8443 if parts.scheme == "https" else 8123)
+        except ValueError:
+            raise ConfigurationError(f"server URL has an invalid port: {_URL_FORMS}") from None
+        database = parts.path.strip("/") or "default"
+        validate_identifier(database, "database name")
+        return ConnectionTarget(
+            kind="server",
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else "default",
+            password=unquote(parts.password) if parts.password else "",
+            database=database,
+            secure=parts.scheme == "https",
+            cluster=cluster,
+        )
+    scheme = parts.scheme or "(none)"
+    raise ConfigurationError(f"unsupported warehouse URL scheme {scheme!r}: {_URL_FORMS}")
+
+
+# --- retries -------------------------------------------------------------------------------
+
+# ClickHouse error codes worth another try: timeouts, overload, network, replica hiccups.
+_TRANSIENT_CODES = {
+    3,  # UNEXPECTED_END_OF_FILE
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    242,  # TABLE_IS_READ_ONLY (replica lost its keeper session)
+    252,  # TOO_MANY_PARTS
+    319,  # UNKNOWN_STATUS_OF_INSERT
+    425,  # SYSTEM_ERROR
+    999,  # KEEPER_EXCEPTION
+}
+_CODE = re.compile(r"Code: (\d+)")
+_TRANSIENT_TEXT = ("Cannot lock file", "Connection reset", "Connection refused", "timed out")
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures that another attempt may cure; syntax, type and logic errors are not."""
+    if isinstance(error, EmbeddedStoreBusy | OperationalError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, ClickHouseError):
+        text = str(error)
+        match = _CODE.search(text)
+        if match and int(match.group(1)) in _TRANSIENT_CODES:
+            return True
+        return any(fragment in text for fragment in _TRANSIENT_TEXT)
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter."""
+
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def run(self, operation: Callable[[], T], on_retry: Callable[[int, Exception], None] | None = None) -> T:
+        """Run ``operation``, retrying transient failures; others propagate at once."""
+        for attempt in range(self.attempts):
+            try:
+                return operation()
+            except Exception as error:
+                if not is_transient(error) or attempt == self.attempts - 1:
+                    raise
+                if on_retry is not None:
+                    on_retry(attempt + 1, error)
+                time.sleep(self.delay(attempt))
+        raise AssertionError("unreachable")
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def _scrub(text: str, target: ConnectionTarget) -> str:
+    return text.replace(target.password, "***") if target.password else text
+
+
+class Session:
+    """One open connection for a unit of work; every statement retries transient failures."""
+
+    def __init__(self, client: Client, target: ConnectionTarget, retry: RetryPolicy):
+        self.client = client
+        self.target = target
+        self.retry = retry
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        try:
+            return self.retry.run(operation)
+        except ClickHouseError as error:
+            raise QueryFailed(_scrub(str(error).strip(), self.target)) from None
+
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a SELECT; values only through ``parameters`` (``{name:Type}`` placeholders)."""
+        return self._call(
+            lambda: self.client.query(sql, parameters=parameters, settings=settings).result_rows
+        )
+
+    def command(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> None:
+        """Run a statement that returns no rows."""
+        self._call(lambda: self.client.command(sql, parameters=parameters, settings=settings))
+
+    def insert_columns(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
+        """Insert column-oriented data: ``{column name: values}``."""
+        names = list(columns)
+        data = [columns[name] for name in names]
+        self._call(
+            lambda: self.client.insert(table, data, column_names=names, column_oriented=True)
+        )
+
+
+# chDB runs one engine per process: every embedded store of this process shares one turn.
+_ENGINE_TURN = threading.RLock()
+_open_embedded: dict[Path, Session] = {}
+
+
+class EmbeddedStore:
+    """An on-disk chDB engine shared by processes that take turns.
+
+    chDB allows one process per data directory, so each unit of work takes an exclusive
+    file lock, opens the engine, and closes it before releasing the lock. Threads of one
+    process take turns too; a nested session in the same thread reuses the open connection.
+    """
+
+    def __init__(self, target: ConnectionTarget, lock_timeout: float, retry: RetryPolicy):
+        assert target.path is not None
+        self.target = target
+        self.path = target.path.absolute()
+        self.lock_timeout = lock_timeout
+        self.retry = retry
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with _ENGINE_TURN:
+            if self.path in _open_embedded:
+                yield _open_embedded[self.path]
+                return
+            if _open_embedded:
+                raise ConfigurationError(
+                    f"this process already has the embedded store {next(iter(_open_embedded))} "
+                    f"open; one process uses one data directory at a time ({self.path})"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            with self._file_lock():
+                client = self.retry.run(self._open)
+                _open_embedded[self.path] = Session(client, self.target, self.retry)
+                try:
+                    yield _open_embedded[self.path]
+                finally:
+                    del _open_embedded[self.path]
+                    client.close()
+
+    def _open(self) -> Client:
+        try:
+            return clickhouse_connect.get_client(dsn=f"chdb://{self.path}")
+        except ProgrammingError as error:
+            # chDB reports a directory locked by a process outside our lock as a programming error.
+            if "Cannot lock file" in str(error):
+                raise EmbeddedStoreBusy(
+                    f"{self.path} is open in a process that does not take turns; stop it"
+                ) from None
+            raise
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        lock_path = self.path / ".web_analytics.lock"
+        with open(lock_path, "a+") as handle:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise EmbeddedStoreBusy(
+                            f"another process holds {self.path} for {self.lock_timeout:g} s; "
+                            f"stop it or raise {LOCK_TIMEOUT_ENV}"
+                        ) from None
+                    time.sleep(0.02 + random.random() * 0.03)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ServerStore:
+    """A ClickHouse server or cluster reached over HTTP(S)."""
+
+    def __init__(self, target: ConnectionTarget, retry: RetryPolicy):
+        self.target = target
+        self.retry = retry
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        client = self.retry.run(self._open)
+        try:
+            yield Session(client, self.target, self.retry)
+        finally:
+            client.close()
+
+    def _open(self) -> Client:
+        target = self.target
+        try:
+            return clickhouse_connect.get_client(
+                host=target.host,
+                port=target.port,
+                username=target.username,
+                password=target.password,
+                database=target.database,
+                secure=target.secure,
+                connect_timeout=10,
+            )
+        except OperationalError as error:
+            raise ConnectionFailed(
+                f"cannot reach {target.describe()}: {_first_line(_scrub(str(error), target))}; "
+                "check the host, the port and that the server is running"
+            ) from None
+        except DatabaseError as error:
+            text = str(error)
+            if "Code: 516" in text or "Authentication failed" in text:
+                raise ConnectionFailed(
+                    f"{target.describe()} refused the credentials; check the user name and "
+                    "password in WEB_ANALYTICS_URL"
+                ) from None
+            if "Code: 81" in text:
+                raise ConnectionFailed(
+                    f"database {target.database!r} does not exist on {target.describe()}; "
+                    "create it or change the URL path"
+                ) from None
+            raise ConnectionFailed(
+                f"{target.describe()}: {_first_line(_scrub(text, target))}"
+            ) from None
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def lock_timeout_from_env() -> float:
+    """The embedded store's lock timeout in seconds (``WEB_ANALYTICS_LOCK_TIMEOUT``)."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_LOCK_TIMEOUT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= 86_400:
+        raise ConfigurationError(f"{LOCK_TIMEOUT_ENV} must be between 0 and 86400 seconds")
+    return value
+
+
+def open_store(target: ConnectionTarget, lock_timeout: float | None = None) -> EmbeddedStore | ServerStore:
+    retry = RetryPolicy()
+    if target.kind == "embedded":
+        timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()
+        return EmbeddedStore(target, timeout, retry)
+    return ServerStore(target, retry)

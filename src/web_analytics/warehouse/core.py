@@ -1,0 +1,291 @@
+"""The warehouse: one object that knows where ClickHouse is and does every data operation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from web_analytics.warehouse import aggregation, queries
+from web_analytics.warehouse.connection import (
+    ConnectionTarget,
+    EmbeddedStore,
+    ServerStore,
+    Session,
+    open_store,
+    parse_url,
+)
+from web_analytics.warehouse.errors import ConfigurationError
+from web_analytics.warehouse.events import (
+    INSERT_BATCH_ROWS,
+    InsertReport,
+    RejectedEvent,
+    normalize_events,
+    rows_to_columns,
+)
+from web_analytics.warehouse.schema import (
+    BOUNCES,
+    EVENTS,
+    PRE_AGGREGATED_TABLES,
+    SESSIONS,
+    SOURCE_DAY_SUMMARY,
+    STAGING_SUFFIX,
+    STATS,
+    TEAMS,
+    local_name,
+    schema_statements,
+)
+from web_analytics.warehouse.settings import resolve_settings
+
+
+@dataclass(frozen=True)
+class Team:
+    team_id: int
+    timezone: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What the store holds: events per team and the UTC days they span."""
+
+    events: int
+    teams: int
+    first_day: date | None
+    last_day: date | None
+    events_per_team: dict[int, int]
+
+
+def validate_timezone(timezone: str) -> str:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"unknown timezone {timezone!r}: use an IANA name such as 'Europe/London'"
+        ) from None
+    return timezone
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Warehouse:
+    """Everything the system does to ClickHouse, as plain Python calls.
+
+    Each public method is one unit of work: it opens a session (on the embedded store:
+    takes the cross-process lock), runs its statements and closes it. ``session()`` lets a
+    caller group several calls into one unit.
+    """
+
+    def __init__(
+        self,
+        target: ConnectionTarget,
+        store: EmbeddedStore | ServerStore,
+        settings: dict[str, int | float | str],
+    ):
+        self.target = target
+        self.store = store
+        self.settings = settings
+        self.cluster = target.cluster
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.target.describe()})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.store.session() as session:
+            yield session
+
+    def local(self, table: str) -> str:
+        """Name of the table that holds the data on each node."""
+        return local_name(table, self.cluster)
+
+    # --- schema and teams ------------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create every table and view the system needs; safe to run any number of times."""
+        with self.session() as session:
+            for statement in schema_statements(self.cluster):
+                session.command(statement)
+
+    def upsert_team(self, team_id: int, timezone: str = "UTC", enabled: bool = True) -> Team:
+        """Register a team or change its timezone or enabled flag."""
+        if isinstance(team_id, bool) or not isinstance(team_id, int) or team_id <= 0:
+            raise ConfigurationError(f"team_id must be a positive integer, got {team_id!r}")
+        validate_timezone(timezone)
+        with self.session() as session:
+            session.insert_columns(
+                TEAMS,
+                {"team_id": [team_id], "timezone": [timezone], "enabled": [enabled]},
+            )
+        return Team(team_id, timezone, enabled)
+
+    def teams(self) -> list[Team]:
+        """Every known team: registry rows, plus teams with events (enabled, in UTC)."""
+        with self.session() as session:
+            rows = session.query(
+                "SELECT team_id, timezone, enabled FROM {teams:Identifier} FINAL "
+                "UNION ALL "
+                "SELECT DISTINCT team_id, 'UTC', true FROM {summary:Identifier} "
+                "WHERE team_id NOT IN (SELECT team_id FROM {teams:Identifier}) "
+                "ORDER BY team_id",
+                {"teams": TEAMS, "summary": SOURCE_DAY_SUMMARY},
+            )
+        return [Team(int(team), tz, bool(enabled)) for team, tz, enabled in rows]
+
+    def team(self, team_id: int) -> Team:
+        """One known team, or ``ValueError`` if the store has never heard of it."""
+        for team in self.teams():
+            if team.team_id == team_id:
+                return team
+        raise ValueError(f"unknown team {team_id}: it has no events and no registry entry")
+
+    # --- events ----------------------------------------------------------------------------
+
+    def insert_events(self, events: Iterable[Mapping[str, Any]]) -> InsertReport:
+        """Store PostHog-shaped events in large batches; invalid ones are reported, not stored."""
+        inserted = 0
+        rejected: list[RejectedEvent] = []
+        with self.session() as session:
+            for offset, chunk in enumerate(_chunks(events, INSERT_BATCH_ROWS)):
+                rows, bad = normalize_events(chunk)
+                base = offset * INSERT_BATCH_ROWS
+                rejected.extend(RejectedEvent(base + r.position, r.reason) for r in bad)
+                if rows:
+                    session.insert_columns(EVENTS, rows_to_columns(rows))
+                    inserted += len(rows)
+        return InsertReport(inserted=inserted, rejected=rejected)
+
+    def insert_event_columns(self, batches: Iterable[Mapping[str, Sequence[Any]]]) -> int:
+        """Store already-canonical column batches (the generator's output); returns rows."""
+        total = 0
+        with self.session() as session:
+            for batch in batches:
+                session.insert_columns(EVENTS, dict(batch))
+                total += len(next(iter(batch.values())))
+        return total
+
+    def summary(self) -> StoreSummary:
+        """Events per team and the span of days in the store."""
+        with self.session() as session:
+            rows = session.query(
+                "SELECT team_id, sum(events), min(day), max(day) FROM {summary:Identifier} "
+                "GROUP BY team_id ORDER BY team_id",
+                {"summary": SOURCE_DAY_SUMMARY},
+            )
+        per_team = {int(team): int(events) for team, events, _, _ in rows}
+        return StoreSummary(
+            events=sum(per_team.values()),
+            teams=len(per_team),
+            first_day=min((row[2] for row in rows), default=None),
+            last_day=max((row[3] for row in rows), default=None),
+            events_per_team=per_team,
+        )
+
+    # --- pre-aggregation -------------------------------------------------------------------
+
+    def aggregate(
+        self,
+        first_day: date,
+        last_day: date,
+        team_ids: Sequence[int] | None = None,
+        settings_preset: str = "default",
+        extra_settings: str | None = None,
+    ) -> aggregation.AggregationResult:
+        """Compute both pre-aggregated tables for UTC days ``[first_day, last_day]``.
+
+        Every enabled team is computed (or only ``team_ids``; other teams' rows are kept as
+        they were). Each day is swapped in atomically, so readers see the old or the new
+        day, never a mix; rerunning gives identical contents.
+        """
+        queries.validate_range(first_day, last_day)
+        settings = resolve_settings(settings_preset, extra_settings)
+        teams = {team.team_id: team for team in self.teams()}
+        if team_ids is not None:
+            unknown = sorted(set(team_ids) - set(teams))
+            if unknown:
+                raise ValueError(f"unknown team(s) {unknown}: they have no events and no registry entry")
+        selected = set(teams) if team_ids is None else set(team_ids)
+        computed = {
+            team.team_id: team.timezone
+            for team in teams.values()
+            if team.team_id in selected and team.enabled
+        }
+        kept = [] if team_ids is None else sorted(set(teams) - set(computed))
+        tables = {
+            name: self.local(name)
+            for name in (
+                EVENTS,
+                SESSIONS,
+                SOURCE_DAY_SUMMARY,
+                *PRE_AGGREGATED_TABLES,
+                *(table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES),
+            )
+        }
+        with self.session() as session:
+            return aggregation.aggregate_range(
+                session,
+                tables,
+                computed,
+                first_day,
+                last_day,
+                kept,
+                settings,
+                self.cluster,
+            )
+
+    # --- dashboard queries -----------------------------------------------------------------
+
+    def _read_tables(self) -> dict[str, str]:
+        return {EVENTS: EVENTS, STATS: STATS, BOUNCES: BOUNCES}
+
+    def overview(
+        self, team_id: int, date_from: date, date_to: date, source: str = "preaggregated"
+    ) -> queries.Overview:
+        """Visitors, views, sessions, average duration and bounce rate over local dates."""
+        queries.validate_range(date_from, date_to)
+        queries.validate_source(source)
+        team = self.team(team_id)
+        with self.session() as session:
+            return queries.overview(
+                session, team_id, team.timezone, date_from, date_to, source, self._read_tables()
+            )
+
+    def breakdown(
+        self,
+        team_id: int,
+        by: str,
+        date_from: date,
+        date_to: date,
+        source: str = "preaggregated",
+        limit: int = 100,
+    ) -> list[queries.BreakdownRow]:
+        """Metrics split by ``by``, sorted by visitors then views, descending."""
+        queries.validate_dimension(by)
+        queries.validate_range(date_from, date_to)
+        queries.validate_source(source)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        team = self.team(team_id)
+        with self.session() as session:
+            return queries.breakdown(
+                session, team_id, team.timezone, by, date_from, date_to, source, limit,
+                self._read_tables(),
+            )
+
+
+def connect(url: str | None = None, lock_timeout: float | None = None) -> Warehouse:
+    """A warehouse for ``url``; ``None`` means ``WEB_ANALYTICS_URL`` or ``./.data/clickhouse``.
+
+    Forms: ``chdb:///absolute/path`` (embedded), ``http(s)://user:password@host:port/db``
+    (server), with ``?cluster=NAME`` for cluster DDL. Nothing is opened until first use.
+    """
+    target = parse_url(url)
+    return Warehouse(target, open_store(target, lock_timeout), resolve_settings())

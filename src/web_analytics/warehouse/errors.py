@@ -1,0 +1,21 @@
+"""Errors raised by the warehouse layer; each message says what to do next."""
+
+
+class WarehouseError(Exception):
+    """Base class for every error the warehouse layer raises on purpose."""
+
+
+class ConfigurationError(WarehouseError, ValueError):
+    """A URL, setting or identifier given by the user is not acceptable."""
+
+
+class ConnectionFailed(WarehouseError):
+    """The ClickHouse server could not be reached or refused the credentials."""
+
+
+class EmbeddedStoreBusy(WarehouseError):
+    """Another process held the embedded store for longer than the lock timeout."""
+
+
+class QueryFailed(WarehouseError):
+    """ClickHouse rejected a statement, or it kept failing after the allowed retries."""

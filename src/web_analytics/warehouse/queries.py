@@ -1,0 +1,189 @@
+"""Dashboard queries in a team's own timezone: from the pre-aggregated tables, or straight
+from raw events with the same definitions (the reference the accuracy checks use)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.schema import ALL, BOUNCES, BREAKDOWN_DIMENSIONS, EVENTS, STATS
+from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
+
+SOURCES = ("preaggregated", "raw")
+
+
+@dataclass(frozen=True)
+class Overview:
+    visitors: int
+    views: int
+    sessions: int
+    avg_session_duration: float | None  # seconds
+    bounce_rate: float | None  # 0..1
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    value: str | None
+    visitors: int
+    views: int
+    sessions: int
+    bounce_rate: float | None
+
+
+def validate_range(date_from: object, date_to: object) -> tuple[date, date]:
+    for name, value in (("date_from", date_from), ("date_to", date_to)):
+        if isinstance(value, datetime) or not isinstance(value, date):
+            raise ValueError(f"{name} must be a datetime.date, got {value!r}")
+    assert isinstance(date_from, date) and isinstance(date_to, date)
+    if date_from > date_to:
+        raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+    return date_from, date_to
+
+
+def validate_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+
+
+def validate_dimension(by: str) -> None:
+    if by not in BREAKDOWN_DIMENSIONS:
+        raise ValueError(
+            f"cannot break down by {by!r}: choose one of {', '.join(BREAKDOWN_DIMENSIONS)}"
+        )
+
+
+def local_bucket_range(timezone: str, date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    """UTC instants of local midnight starting ``date_from`` and ending ``date_to``."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(date_from, time(), zone).astimezone(ZoneInfo("UTC"))
+    end = datetime.combine(date_to + timedelta(days=1), time(), zone).astimezone(ZoneInfo("UTC"))
+    return start, end
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+_PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension:String}
+      AND period_bucket >= {bucket_from:DateTime('UTC')}
+      AND period_bucket < {bucket_to:DateTime('UTC')}"""
+
+_PREAGGREGATED_BREAKDOWN = f"""
+SELECT s.value, s.visitors, s.views, s.sessions, b.bounces, b.sessions
+FROM
+(
+    SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions) AS sessions
+    FROM {{stats:Identifier}} WHERE {_PREAGGREGATED_FILTER} GROUP BY value
+) AS s
+LEFT JOIN
+(
+    SELECT value, sum(sessions) AS sessions, sum(bounces) AS bounces,
+        sum(total_duration_us) AS total_duration_us
+    FROM {{bounces:Identifier}} WHERE {_PREAGGREGATED_FILTER} GROUP BY value
+) AS b USING (value)
+ORDER BY s.visitors DESC, s.views DESC, s.value
+LIMIT {{limit:UInt32}}
+"""
+
+_PREAGGREGATED_OVERVIEW = f"""
+SELECT s.visitors, s.views, s.sessions, b.sessions, b.bounces, b.total_duration_us
+FROM
+(
+    SELECT uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions) AS sessions
+    FROM {{stats:Identifier}} WHERE {_PREAGGREGATED_FILTER}
+) AS s
+CROSS JOIN
+(
+    SELECT sum(sessions) AS sessions, sum(bounces) AS bounces,
+        sum(total_duration_us) AS total_duration_us
+    FROM {{bounces:Identifier}} WHERE {_PREAGGREGATED_FILTER}
+) AS b
+"""
+
+
+def _raw_overview_sql(timezone_count: int, events: str) -> str:
+    return f"""
+SELECT uniqExact(person), sum(pageviews), count(), count(), sum(is_bounce), sum(duration_us)
+FROM ({sessions_query(timezone_count, events)})
+"""
+
+
+def _raw_breakdown_sql(timezone_count: int, events: str, by: str) -> str:
+    # ``by`` is checked against BREAKDOWN_DIMENSIONS before it gets here.
+    if by == "pathname":
+        expand = "ARRAY JOIN path_names AS value, path_views AS value_views"
+    else:
+        expand = f"ARRAY JOIN [{by}] AS value, [pageviews] AS value_views"
+    return f"""
+SELECT value, uniqExact(person) AS visitors, sum(value_views) AS views, count() AS sessions,
+    sum(is_bounce), count()
+FROM ({sessions_query(timezone_count, events)})
+{expand}
+GROUP BY value
+ORDER BY visitors DESC, views DESC, value
+LIMIT {{limit:UInt32}}
+"""
+
+
+def overview(
+    session: Session, team_id: int, timezone: str, date_from: date, date_to: date, source: str,
+    read_tables: dict[str, str],
+) -> Overview:
+    bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
+    if source == "preaggregated":
+        parameters = {
+            "stats": read_tables[STATS],
+            "bounces": read_tables[BOUNCES],
+            "team_id": team_id,
+            "dimension": ALL,
+            "bucket_from": bucket_from,
+            "bucket_to": bucket_to,
+        }
+        row = session.query(_PREAGGREGATED_OVERVIEW, parameters)[0]
+    else:
+        count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
+        row = session.query(_raw_overview_sql(count, read_tables[EVENTS]), parameters)[0]
+    visitors, views, sessions, bounce_sessions, bounces, duration_us = (int(v or 0) for v in row)
+    return Overview(
+        visitors=visitors,
+        views=views,
+        sessions=sessions,
+        avg_session_duration=(
+            duration_us / bounce_sessions / 1_000_000 if bounce_sessions else None
+        ),
+        bounce_rate=_rate(bounces, bounce_sessions),
+    )
+
+
+def breakdown(
+    session: Session, team_id: int, timezone: str, by: str, date_from: date, date_to: date,
+    source: str, limit: int, read_tables: dict[str, str],
+) -> list[BreakdownRow]:
+    bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
+    if source == "preaggregated":
+        parameters = {
+            "stats": read_tables[STATS],
+            "bounces": read_tables[BOUNCES],
+            "team_id": team_id,
+            "dimension": by,
+            "bucket_from": bucket_from,
+            "bucket_to": bucket_to,
+            "limit": limit,
+        }
+        rows = session.query(_PREAGGREGATED_BREAKDOWN, parameters)
+    else:
+        count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
+        parameters["limit"] = limit
+        rows = session.query(_raw_breakdown_sql(count, read_tables[EVENTS], by), parameters)
+    return [
+        BreakdownRow(
+            value=value or None,
+            visitors=int(visitors),
+            views=int(views),
+            sessions=int(sessions),
+            bounce_rate=_rate(int(bounces or 0), int(bounce_sessions or 0)),
+        )
+        for value, visitors, views, sessions, bounces, bounce_sessions in rows
+    ]

@@ -1,0 +1,309 @@
+"""Every table the system needs, each defined once; single-node and cluster DDL both come
+from the same definition.
+
+In cluster mode each table is a ``Replicated*`` table named ``<name>_local`` on every node,
+plus a ``Distributed`` table named ``<name>`` for reads. Writes and partition swaps use the
+local tables, where the data lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENTS = "events"
+TEAMS = "teams"
+SOURCE_DAY_SUMMARY = "events_day_summary"
+SOURCE_DAY_SUMMARY_VIEW = "events_day_summary_mv"
+STATS = "web_pre_aggregated_stats"
+BOUNCES = "web_pre_aggregated_bounces"
+STAGING_SUFFIX = "_staging"
+SESSIONS = "web_sessions"
+COVERAGE = "web_analytics_data_coverage"
+BACKFILL_STATUS = "web_analytics_backfill_status"
+
+PRE_AGGREGATED_TABLES = (STATS, BOUNCES)
+
+# Session attributes a breakdown can split by, and the column of `events` each comes from.
+SESSION_DIMENSIONS = (
+    "entry_pathname",
+    "exit_pathname",
+    "host",
+    "referring_domain",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "device_type",
+    "browser",
+    "os",
+    "country_code",
+)
+BREAKDOWN_DIMENSIONS = ("pathname", *SESSION_DIMENSIONS)
+# The dimension value of the rows that hold totals over all values.
+ALL = ""
+
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("uuid", "UUID"),
+    ("team_id", "UInt64"),
+    ("event", "LowCardinality(String)"),
+    ("timestamp", "DateTime64(6, 'UTC')"),
+    ("distinct_id", "String"),
+    ("person_id", "String"),
+    ("session_id", "String"),
+    ("pathname", "String"),
+    ("host", "LowCardinality(String)"),
+    ("current_url", "String"),
+    ("referring_domain", "LowCardinality(String)"),
+    ("utm_source", "LowCardinality(String)"),
+    ("utm_medium", "LowCardinality(String)"),
+    ("utm_campaign", "LowCardinality(String)"),
+    ("utm_term", "String"),
+    ("utm_content", "String"),
+    ("device_type", "LowCardinality(String)"),
+    ("browser", "LowCardinality(String)"),
+    ("os", "LowCardinality(String)"),
+    ("country_code", "LowCardinality(String)"),
+    ("region", "LowCardinality(String)"),
+    ("city", "String"),
+    ("viewport_width", "UInt32"),
+    ("viewport_height", "UInt32"),
+    ("inserted_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
+)
+EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
+
+_PRE_AGGREGATED_KEY = (
+    ("team_id", "UInt64"),
+    ("period_bucket", "DateTime('UTC')"),
+    ("dimension", "LowCardinality(String)"),
+    ("value", "String"),
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: columns, engine family and layout. ``engine_args`` apply to both modes."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    engine: str
+    order_by: str | None = None
+    engine_args: str = ""
+    partition_by: str | None = None
+    sharding_key: str = "rand()"
+    comment: str = ""
+
+    def statements(self, cluster: str | None) -> list[str]:
+        """CREATE statements for single-node (``cluster=None``) or cluster mode."""
+        columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in self.columns)
+        layout = ""
+        if self.partition_by:
+            layout += f"\nPARTITION BY {self.partition_by}"
+        if self.order_by:
+            layout += f"\nORDER BY {self.order_by}"
+        if cluster is None:
+            engine = f"{self.engine}({self.engine_args})"
+            return [
+                f"CREATE TABLE IF NOT EXISTS {self.name}\n(\n    {columns}\n)\n"
+                f"ENGINE = {engine}{layout}\nCOMMENT '{self.comment}'"
+            ]
+        local = local_name(self.name, cluster)
+        if self.engine.endswith("MergeTree"):
+            zk_path = f"'/clickhouse/tables/{{shard}}/{{database}}/{local}', '{{replica}}'"
+            args = f"{zk_path}, {self.engine_args}" if self.engine_args else zk_path
+            engine = f"Replicated{self.engine}({args})"
+        else:  # nothing stored, nothing to replicate
+            engine = f"{self.engine}({self.engine_args})"
+        return [
+            f"CREATE TABLE IF NOT EXISTS {local} ON CLUSTER {cluster}\n(\n    {columns}\n)\n"
+            f"ENGINE = {engine}{layout}\nCOMMENT '{self.comment}'",
+            f"CREATE TABLE IF NOT EXISTS {self.name} ON CLUSTER {cluster} AS {local}\n"
+            f"ENGINE = Distributed({cluster}, currentDatabase(), {local}, {self.sharding_key})",
+        ]
+
+
+def local_name(name: str, cluster: str | None) -> str:
+    """The table that holds the data on each node: itself on a single node."""
+    return f"{name}_local" if cluster else name
+
+
+def _pre_aggregated(name: str, metrics: tuple[tuple[str, str], ...], comment: str) -> Table:
+    return Table(
+        name=name,
+        columns=_PRE_AGGREGATED_KEY + metrics,
+        engine="AggregatingMergeTree",
+        partition_by="toDate(period_bucket)",
+        order_by="(team_id, dimension, period_bucket, value)",
+        sharding_key="team_id",
+        comment=comment,
+    )
+
+
+_STATS_METRICS = (
+    ("visitors", "AggregateFunction(uniq, String)"),
+    ("views", "SimpleAggregateFunction(sum, UInt64)"),
+    ("sessions", "SimpleAggregateFunction(sum, UInt64)"),
+)
+_BOUNCES_METRICS = (
+    ("sessions", "SimpleAggregateFunction(sum, UInt64)"),
+    ("bounces", "SimpleAggregateFunction(sum, UInt64)"),
+    ("total_duration_us", "SimpleAggregateFunction(sum, UInt64)"),
+)
+_STATS_COMMENT = (
+    "Visitors, views and sessions per team, team-local hour (as UTC instant) and dimension value"
+)
+_BOUNCES_COMMENT = "Sessions, bounces and total session duration per team, hour and dimension value"
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        name=EVENTS,
+        columns=EVENT_COLUMNS,
+        # A redelivered event (same uuid) replaces the earlier copy; reads use FINAL.
+        engine="ReplacingMergeTree",
+        engine_args="inserted_at",
+        partition_by="toYYYYMM(timestamp)",
+        order_by="(team_id, toDate(timestamp), session_id, uuid)",
+        sharding_key="team_id",
+        comment="Raw events in canonical columns",
+    ),
+    Table(
+        name=TEAMS,
+        columns=(
+            ("team_id", "UInt64"),
+            ("timezone", "String"),
+            ("enabled", "Bool"),
+            ("updated_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
+        ),
+        engine="ReplacingMergeTree",
+        engine_args="updated_at",
+        order_by="team_id",
+        comment="Team registry: timezone and whether pre-aggregation is enabled",
+    ),
+    Table(
+        name=SOURCE_DAY_SUMMARY,
+        columns=(
+            ("team_id", "UInt64"),
+            ("day", "Date"),
+            ("events", "SimpleAggregateFunction(sum, UInt64)"),
+            ("pageviews", "SimpleAggregateFunction(sum, UInt64)"),
+            ("content_hash", "SimpleAggregateFunction(sum, UInt64)"),
+        ),
+        engine="AggregatingMergeTree",
+        order_by="(team_id, day)",
+        sharding_key="team_id",
+        comment="Per team and UTC day: what was inserted into events, for stale detection",
+    ),
+    _pre_aggregated(STATS, _STATS_METRICS, _STATS_COMMENT),
+    _pre_aggregated(STATS + STAGING_SUFFIX, _STATS_METRICS, "Staging for " + STATS),
+    _pre_aggregated(BOUNCES, _BOUNCES_METRICS, _BOUNCES_COMMENT),
+    _pre_aggregated(BOUNCES + STAGING_SUFFIX, _BOUNCES_METRICS, "Staging for " + BOUNCES),
+    Table(
+        name=COVERAGE,
+        columns=(
+            ("table", "LowCardinality(String)"),
+            ("team_id", "UInt64"),
+            ("day", "Date"),
+            ("source_pageviews", "UInt64"),
+            ("aggregated_pageviews", "UInt64"),
+            ("state", "LowCardinality(String)"),
+            ("computed_at", "DateTime64(6, 'UTC')"),
+        ),
+        engine="ReplacingMergeTree",
+        engine_args="computed_at",
+        order_by="(table, team_id, day)",
+        comment="Coverage of the pre-aggregated tables per team and UTC day",
+    ),
+    Table(
+        name=BACKFILL_STATUS,
+        columns=(
+            ("table", "LowCardinality(String)"),
+            ("day", "Date"),
+            ("run_id", "String"),
+            ("trigger", "LowCardinality(String)"),
+            ("status", "LowCardinality(String)"),
+            ("started_at", "DateTime64(6, 'UTC')"),
+            ("finished_at", "Nullable(DateTime64(6, 'UTC'))"),
+            ("rows_written", "UInt64"),
+            ("source_fingerprints", "Map(UInt64, UInt64)"),
+            ("error", "String"),
+            ("updated_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
+        ),
+        engine="ReplacingMergeTree",
+        engine_args="updated_at",
+        order_by="(table, day, run_id)",
+        comment="One row per partition write attempt: run, trigger, status and source fingerprints",
+    ),
+)
+
+
+# Sessions of one aggregation pass flow through a Null table; two materialized views turn
+# them into rows of both staging tables, so the events are read once for both tables.
+SESSION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("team_id", "UInt64"),
+    ("period_bucket", "DateTime('UTC')"),
+    ("person", "String"),
+    ("pageviews", "UInt64"),
+    ("is_bounce", "UInt8"),
+    ("duration_us", "UInt64"),
+    ("path_names", "Array(String)"),
+    ("path_views", "Array(UInt64)"),
+    *((name, "String") for name in SESSION_DIMENSIONS),
+)
+SESSIONS_TABLE = Table(
+    name=SESSIONS,
+    columns=SESSION_COLUMNS,
+    engine="Null",
+    sharding_key="team_id",
+    comment="Sessions in flight during aggregation; stores nothing",
+)
+
+
+def _dimension_rows(metric: str) -> str:
+    """Array of (dimension, value, metric) per session: totals, each path, each attribute."""
+    attributes = ", ".join(f"('{name}', {name}, {metric})" for name in SESSION_DIMENSIONS)
+    path_metric = "n" if metric == "pageviews" else metric
+    return (
+        f"arrayConcat([('{ALL}', '', {metric})], "
+        f"arrayMap((p, n) -> ('pathname', p, {path_metric}), path_names, path_views), "
+        f"[{attributes}])"
+    )
+
+
+def session_view_statements(cluster: str | None) -> list[str]:
+    """Materialized views from the sessions Null table into both staging tables."""
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    source = local_name(SESSIONS, cluster)
+    stats = local_name(STATS + STAGING_SUFFIX, cluster)
+    bounces = local_name(BOUNCES + STAGING_SUFFIX, cluster)
+    return [
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {STATS}{STAGING_SUFFIX}_mv{on_cluster}\n"
+        f"TO {stats}\nAS SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,\n"
+        "    uniqState(person) AS visitors, sum(row.3) AS views, count() AS sessions\n"
+        f"FROM {source}\nARRAY JOIN {_dimension_rows('pageviews')} AS row\n"
+        "GROUP BY team_id, period_bucket, dimension, value",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {BOUNCES}{STAGING_SUFFIX}_mv{on_cluster}\n"
+        f"TO {bounces}\nAS SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,\n"
+        "    count() AS sessions, sum(row.3) AS bounces, sum(duration_us) AS total_duration_us\n"
+        f"FROM {source}\nARRAY JOIN {_dimension_rows('is_bounce')} AS row\n"
+        "GROUP BY team_id, period_bucket, dimension, value",
+    ]
+
+
+def summary_view_statement(cluster: str | None) -> str:
+    """The materialized view that keeps ``events_day_summary`` in step with inserts."""
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SOURCE_DAY_SUMMARY_VIEW}{on_cluster}\n"
+        f"TO {local_name(SOURCE_DAY_SUMMARY, cluster)}\nAS SELECT\n"
+        "    team_id,\n    toDate(timestamp) AS day,\n    count() AS events,\n"
+        "    countIf(event IN ('$pageview', '$screen') AND session_id != '') AS pageviews,\n"
+        "    sum(cityHash64(uuid, timestamp, event, session_id, pathname, person_id)) AS content_hash\n"
+        f"FROM {local_name(EVENTS, cluster)}\nGROUP BY team_id, day"
+    )
+
+
+def schema_statements(cluster: str | None) -> list[str]:
+    """Every statement ``ensure_schema`` runs, in order."""
+    tables = (*TABLES, SESSIONS_TABLE)
+    statements = [statement for table in tables for statement in table.statements(cluster)]
+    statements.append(summary_view_statement(cluster))
+    statements.extend(session_view_statements(cluster))
+    return statements
