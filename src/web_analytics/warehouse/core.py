@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from web_analytics.warehouse import aggregation, queries
+from web_analytics.warehouse import accuracy, aggregation, queries
 from web_analytics.warehouse.connection import (
     ConnectionTarget,
     EmbeddedStore,
@@ -25,6 +26,7 @@ from web_analytics.warehouse.events import (
     InsertReport,
     RejectedEvent,
     normalize_events,
+    read_json_lines,
     rows_to_columns,
 )
 from web_analytics.warehouse.schema import (
@@ -163,6 +165,14 @@ class Warehouse:
                     inserted += len(rows)
         return InsertReport(inserted=inserted, rejected=rejected)
 
+    def insert_events_file(self, path: str | Path) -> InsertReport:
+        """Load a JSON-lines file of PostHog-shaped events; positions are 0-based line indexes
+        among non-blank lines."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigurationError(f"events file {path} does not exist")
+        return self.insert_events(read_json_lines(path))
+
     def insert_event_columns(self, batches: Iterable[Mapping[str, Sequence[Any]]]) -> int:
         """Store already-canonical column batches (the generator's output); returns rows."""
         total = 0
@@ -207,18 +217,12 @@ class Warehouse:
         """
         queries.validate_range(first_day, last_day)
         settings = resolve_settings(settings_preset, extra_settings)
-        teams = {team.team_id: team for team in self.teams()}
-        if team_ids is not None:
-            unknown = sorted(set(team_ids) - set(teams))
-            if unknown:
-                raise ValueError(f"unknown team(s) {unknown}: they have no events and no registry entry")
-        selected = set(teams) if team_ids is None else set(team_ids)
-        computed = {
-            team.team_id: team.timezone
-            for team in teams.values()
-            if team.team_id in selected and team.enabled
-        }
-        kept = [] if team_ids is None else sorted(set(teams) - set(computed))
+        computed = self.enabled_team_timezones(team_ids)
+        kept = (
+            []
+            if team_ids is None
+            else sorted({team.team_id for team in self.teams()} - set(computed))
+        )
         tables = {
             name: self.local(name)
             for name in (
@@ -239,6 +243,35 @@ class Warehouse:
                 kept,
                 settings,
                 self.cluster,
+            )
+
+    def enabled_team_timezones(self, team_ids: Sequence[int] | None = None) -> dict[int, str]:
+        """Timezone of every enabled team (or of the enabled teams among ``team_ids``)."""
+        teams = self.teams()
+        if team_ids is not None:
+            unknown = sorted(set(team_ids) - {team.team_id for team in teams})
+            if unknown:
+                raise ValueError(
+                    f"unknown team(s) {unknown}: they have no events and no registry entry"
+                )
+        return {
+            team.team_id: team.timezone
+            for team in teams
+            if team.enabled and (team_ids is None or team.team_id in team_ids)
+        }
+
+    def compare_with_raw(
+        self, table: str, first_day: date, last_day: date
+    ) -> accuracy.AccuracyReport:
+        """Per team and UTC day, where ``table`` disagrees with the raw events: views,
+        sessions, bounces and duration exactly, visitors within 1 %."""
+        if table not in PRE_AGGREGATED_TABLES:
+            raise ValueError(f"table must be one of {', '.join(PRE_AGGREGATED_TABLES)}")
+        queries.validate_range(first_day, last_day)
+        with self.session() as session:
+            return accuracy.compare_with_raw(
+                session, table, self._read_tables(), self.enabled_team_timezones(),
+                first_day, last_day,
             )
 
     # --- dashboard queries -----------------------------------------------------------------

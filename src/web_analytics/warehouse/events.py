@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid as uuid_module
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,8 +90,29 @@ def _team_id(value: Any) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class UnparsableLine:
+    """A line of a JSON-lines file that is not JSON; rejected like any invalid event."""
+
+    error: str
+
+
+def read_json_lines(path: Path) -> Iterator[Any]:
+    """Each line of ``path`` parsed as JSON (blank lines skipped), in order."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                yield UnparsableLine(f"not valid JSON: {error.msg} at column {error.colno}")
+
+
 def normalize_event(raw: Any) -> tuple[Any, ...]:
     """One row of the ``events`` table (columns as in ``EVENT_COLUMN_NAMES`` minus inserted_at)."""
+    if isinstance(raw, UnparsableLine):
+        raise InvalidEvent(raw.error)
     if not isinstance(raw, Mapping):
         raise InvalidEvent(f"an event must be an object, got {type(raw).__name__}")
     if "team_id" not in raw or raw["team_id"] is None:

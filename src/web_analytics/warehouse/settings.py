@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 from web_analytics.warehouse.errors import ConfigurationError
 
 GIB = 1024**3

@@ -1,0 +1,114 @@
+"""Pre-aggregated totals compared with the raw computation, per team and UTC day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.schema import ALL, BOUNCES, STATS
+from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
+
+VISITORS_TOLERANCE = 0.01
+# Metrics each table holds; visitors may differ by VISITORS_TOLERANCE, the rest exactly.
+TABLE_METRICS = {
+    STATS: ("visitors", "views", "sessions"),
+    BOUNCES: ("sessions", "bounces", "total_duration_us"),
+}
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    team_id: int
+    day: date
+    metric: str
+    preaggregated: int
+    raw: int
+
+
+@dataclass(frozen=True)
+class AccuracyReport:
+    table: str
+    first_day: date
+    last_day: date
+    teams_checked: int
+    discrepancies: list[Discrepancy]
+
+    @property
+    def passed(self) -> bool:
+        return not self.discrepancies
+
+
+_PREAGGREGATED = {
+    STATS: "SELECT team_id, toDate(period_bucket) AS day, uniqMerge(visitors), sum(views), "
+    "sum(sessions) FROM {table:Identifier}",
+    BOUNCES: "SELECT team_id, toDate(period_bucket) AS day, sum(sessions), sum(bounces), "
+    "sum(total_duration_us) FROM {table:Identifier}",
+}
+_PREAGGREGATED_FILTER = """
+WHERE dimension = {dimension:String} AND team_id IN {team_ids:Array(UInt64)}
+  AND day BETWEEN {first_day:Date} AND {last_day:Date}
+GROUP BY team_id, day"""
+
+
+def _raw_sql(timezone_count: int, events: str) -> str:
+    return f"""
+SELECT team_id, toDate(period_bucket) AS day, uniqExact(person), sum(pageviews), count(),
+    sum(is_bounce), sum(duration_us)
+FROM ({sessions_query(timezone_count, events)})
+GROUP BY team_id, day"""
+
+
+def _differs(metric: str, preaggregated: int, raw: int) -> bool:
+    if metric == "visitors":
+        return abs(preaggregated - raw) > VISITORS_TOLERANCE * max(raw, 1)
+    return preaggregated != raw
+
+
+def compare_with_raw(
+    session: Session,
+    table: str,
+    read_tables: dict[str, str],
+    team_timezones: dict[int, str],
+    first_day: date,
+    last_day: date,
+) -> AccuracyReport:
+    """Every team and day where ``table`` disagrees with the raw events."""
+    parameters = {
+        "table": read_tables[table],
+        "dimension": ALL,
+        "team_ids": sorted(team_timezones),
+        "first_day": first_day,
+        "last_day": last_day,
+    }
+    metrics = TABLE_METRICS[table]
+    preaggregated = {
+        (int(team), day): dict(zip(metrics, map(int, values), strict=True))
+        for team, day, *values in session.query(
+            _PREAGGREGATED[table] + _PREAGGREGATED_FILTER, parameters
+        )
+    }
+    bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
+    bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
+    count, raw_parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
+    raw: dict[tuple[int, date], dict[str, int]] = {}
+    for team, day, visitors, views, sessions, bounces, duration in session.query(
+        _raw_sql(count, read_tables["events"]), raw_parameters
+    ):
+        all_metrics = {
+            "visitors": visitors,
+            "views": views,
+            "sessions": sessions,
+            "bounces": bounces,
+            "total_duration_us": duration,
+        }
+        raw[(int(team), day)] = {metric: int(all_metrics[metric]) for metric in metrics}
+    zero = dict.fromkeys(metrics, 0)
+    discrepancies = [
+        Discrepancy(team, day, metric, pre.get(metric, 0), expected)
+        for team, day in sorted(set(preaggregated) | set(raw))
+        for pre, ref in [(preaggregated.get((team, day), zero), raw.get((team, day), zero))]
+        for metric, expected in ref.items()
+        if _differs(metric, pre[metric], expected)
+    ]
+    return AccuracyReport(table, first_day, last_day, len(team_timezones), discrepancies)
