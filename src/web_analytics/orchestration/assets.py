@@ -1,6 +1,5 @@
 """The setup asset, the two pre-aggregated tables (one step computes both) and their checks."""
 
-
 import warnings
 from typing import Literal
 
@@ -103,7 +102,9 @@ def web_pre_aggregated_tables(
 ):
     """Both tables for the run's UTC days, computed in one pass and swapped in day by day."""
     first_day, last_day = window_days(*context.partition_time_window)
-    context.log.info(f"Aggregating {first_day} to {last_day} into {', '.join(PRE_AGGREGATED_TABLES)}")
+    context.log.info(
+        f"Aggregating {first_day} to {last_day} into {', '.join(PRE_AGGREGATED_TABLES)}"
+    )
     result = clickhouse.warehouse().aggregate(
         first_day,
         last_day,

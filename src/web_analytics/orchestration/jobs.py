@@ -1,6 +1,5 @@
 """Jobs: the daily pre-aggregation and loading a file of events."""
 
-
 import dagster as dg
 from pydantic import Field
 

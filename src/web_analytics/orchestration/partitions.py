@@ -1,6 +1,5 @@
 """The daily UTC partitions of the pre-aggregated tables and how many days one run covers."""
 
-
 import os
 from datetime import date, datetime, timedelta
 

@@ -1,6 +1,5 @@
 """The ClickHouse resource every asset, op and sensor receives."""
 
-
 import dagster as dg
 from pydantic import Field, field_validator
 

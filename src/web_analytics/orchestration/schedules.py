@@ -1,6 +1,5 @@
 """Schedules, all in UTC."""
 
-
 from datetime import timedelta
 
 import dagster as dg

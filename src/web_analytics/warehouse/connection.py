@@ -41,7 +41,9 @@ URL_ENV = "WEB_ANALYTICS_URL"
 LOCK_TIMEOUT_ENV = "WEB_ANALYTICS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_URL_FORMS = "use chdb:///absolute/path or http(s)://user:password@host:8123/database[?cluster=NAME]"
+_URL_FORMS = (
+    "use chdb:///absolute/path or http(s)://user:password@host:8123/database[?cluster=NAME]"
+)
 
 T = TypeVar("T")
 
@@ -166,7 +168,9 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
-    def run(self, operation: Callable[[], T], on_retry: Callable[[int, Exception], None] | None = None) -> T:
+    def run(
+        self, operation: Callable[[], T], on_retry: Callable[[int, Exception], None] | None = None
+    ) -> T:
         """Run ``operation``, retrying transient failures; others propagate at once."""
         for attempt in range(self.attempts):
             try:
@@ -202,7 +206,10 @@ class Session:
             raise QueryFailed(_scrub(str(error).strip(), self.target)) from None
 
     def query(
-        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Rows of a SELECT; values only through ``parameters`` (``{name:Type}`` placeholders)."""
         return self._call(
@@ -210,7 +217,10 @@ class Session:
         )
 
     def command(
-        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """Run a statement that returns no rows."""
         self._call(lambda: self.client.command(sql, parameters=parameters, settings=settings))
@@ -365,7 +375,9 @@ def lock_timeout_from_env() -> float:
     return value
 
 
-def open_store(target: ConnectionTarget, lock_timeout: float | None = None) -> EmbeddedStore | ServerStore:
+def open_store(
+    target: ConnectionTarget, lock_timeout: float | None = None
+) -> EmbeddedStore | ServerStore:
     retry = RetryPolicy()
     if target.kind == "embedded":
         timeout = lock_timeout if lock_timeout is not None else lock_timeout_from_env()

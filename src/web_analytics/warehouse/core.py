@@ -270,8 +270,12 @@ class Warehouse:
         queries.validate_range(first_day, last_day)
         with self.session() as session:
             return accuracy.compare_with_raw(
-                session, table, self._read_tables(), self.enabled_team_timezones(),
-                first_day, last_day,
+                session,
+                table,
+                self._read_tables(),
+                self.enabled_team_timezones(),
+                first_day,
+                last_day,
             )
 
     # --- dashboard queries -----------------------------------------------------------------
@@ -309,7 +313,14 @@ class Warehouse:
         team = self.team(team_id)
         with self.session() as session:
             return queries.breakdown(
-                session, team_id, team.timezone, by, date_from, date_to, source, limit,
+                session,
+                team_id,
+                team.timezone,
+                by,
+                date_from,
+                date_to,
+                source,
+                limit,
                 self._read_tables(),
             )
 

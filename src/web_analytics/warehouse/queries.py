@@ -128,7 +128,12 @@ LIMIT {{limit:UInt32}}
 
 
 def overview(
-    session: Session, team_id: int, timezone: str, date_from: date, date_to: date, source: str,
+    session: Session,
+    team_id: int,
+    timezone: str,
+    date_from: date,
+    date_to: date,
+    source: str,
     read_tables: dict[str, str],
 ) -> Overview:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
@@ -158,8 +163,15 @@ def overview(
 
 
 def breakdown(
-    session: Session, team_id: int, timezone: str, by: str, date_from: date, date_to: date,
-    source: str, limit: int, read_tables: dict[str, str],
+    session: Session,
+    team_id: int,
+    timezone: str,
+    by: str,
+    date_from: date,
+    date_to: date,
+    source: str,
+    limit: int,
+    read_tables: dict[str, str],
 ) -> list[BreakdownRow]:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
     if source == "preaggregated":

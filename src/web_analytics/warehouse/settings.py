@@ -60,7 +60,9 @@ def parse_extra_settings(text: str | None) -> dict[str, int | float | str]:
     return parsed
 
 
-def resolve_settings(preset: str = "default", extra: str | None = None) -> dict[str, int | float | str]:
+def resolve_settings(
+    preset: str = "default", extra: str | None = None
+) -> dict[str, int | float | str]:
     """Settings of a preset, overridden by the parsed ``extra`` settings text."""
     if preset not in PRESETS:
         raise ConfigurationError(
