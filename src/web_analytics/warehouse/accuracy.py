@@ -6,15 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ALL, BOUNCES, STATS
+from web_analytics.warehouse.schema import ALL, BOUNCES, STATS, TABLE_METRICS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
+# Visitors are approximate (uniq states) and may differ by this share; the rest exactly.
 VISITORS_TOLERANCE = 0.01
-# Metrics each table holds; visitors may differ by VISITORS_TOLERANCE, the rest exactly.
-TABLE_METRICS = {
-    STATS: ("visitors", "views", "sessions"),
-    BOUNCES: ("sessions", "bounces", "total_duration_us"),
-}
 
 
 @dataclass(frozen=True)

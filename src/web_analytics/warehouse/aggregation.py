@@ -10,10 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import (
+    ALL,
+    COMBINED_STAGING,
     PRE_AGGREGATED_TABLES,
-    SESSIONS,
+    SESSION_DIMENSIONS,
     SOURCE_DAY_SUMMARY,
     STAGING_SUFFIX,
+    TABLE_METRICS,
 )
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
@@ -42,6 +45,32 @@ class AggregationResult:
 
     def rows_for(self, table: str) -> dict[date, int]:
         return {day.day: day.rows[table] for day in self.days}
+
+
+# Each session contributes one row per dimension: the totals, each path it viewed (with that
+# path's views), and each session attribute.
+_DIMENSION_ROWS = (
+    f"arrayConcat([('{ALL}', '', pageviews)], "
+    "arrayMap((p, n) -> ('pathname', p, n), path_names, path_views), ["
+    + ", ".join(f"('{name}', {name}, pageviews)" for name in SESSION_DIMENSIONS)
+    + "])"
+)
+
+
+def combined_insert_sql(timezone_count: int, combined: str, events: str) -> str:
+    """One pass over events writing every metric of every dimension row into ``combined``."""
+    return f"""
+INSERT INTO {combined}
+SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,
+    uniqState(cityHash64(person)) AS visitors,
+    sum(row.3) AS views,
+    count() AS sessions,
+    sum(is_bounce) AS bounces,
+    sum(duration_us) AS total_duration_us
+FROM ({sessions_query(timezone_count, events)})
+ARRAY JOIN {_DIMENSION_ROWS} AS row
+GROUP BY team_id, period_bucket, dimension, value
+"""
 
 
 def days_between(first_day: date, last_day: date) -> list[date]:
@@ -115,55 +144,59 @@ def aggregate_range(
     days = days_between(first_day, last_day)
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
 
+    combined = tables[COMBINED_STAGING]
+    staging = {table: tables[table + STAGING_SUFFIX] for table in PRE_AGGREGATED_TABLES}
+    day_filter = {"first_day": first_day, "last_day": last_day}
+
     def clear_staging() -> None:
-        for table in PRE_AGGREGATED_TABLES:
+        for table in (combined, *staging.values()):
             for day in days:
                 session.command(
-                    f"ALTER TABLE {tables[table + STAGING_SUFFIX]}{on_cluster} "
-                    f"DROP PARTITION ID '{partition_id(day)}'"
+                    f"ALTER TABLE {table}{on_cluster} DROP PARTITION ID '{partition_id(day)}'"
                 )
 
     clear_staging()  # leftovers of a crashed run
-    for table in PRE_AGGREGATED_TABLES:
-        staging = tables[table + STAGING_SUFFIX]
-        if kept_team_ids:
-            session.command(
-                f"INSERT INTO {staging} SELECT * FROM {tables[table]} "
-                "WHERE toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date} "
-                "AND team_id IN {kept:Array(UInt64)}",
-                {"first_day": first_day, "last_day": last_day, "kept": list(kept_team_ids)},
-            )
     if team_timezones:
         bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
         bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
         count, parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
         session.command(
-            f"INSERT INTO {tables[SESSIONS]} {sessions_query(count, tables['events'])}",
-            parameters,
-            settings=settings,
+            combined_insert_sql(count, combined, tables["events"]), parameters, settings=settings
         )
     rows: dict[date, dict[str, int]] = {day: {} for day in days}
     for table in PRE_AGGREGATED_TABLES:
-        staging = tables[table + STAGING_SUFFIX]
+        columns = ", ".join(
+            ("team_id", "period_bucket", "dimension", "value", *TABLE_METRICS[table])
+        )
+        in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
+        session.command(
+            f"INSERT INTO {staging[table]} SELECT {columns} FROM {combined} WHERE {in_range}",
+            day_filter,
+        )
+        if kept_team_ids:
+            session.command(
+                f"INSERT INTO {staging[table]} SELECT {columns} FROM {tables[table]} "
+                f"WHERE {in_range} AND team_id IN {{kept:Array(UInt64)}}",
+                {**day_filter, "kept": list(kept_team_ids)},
+            )
         counts = dict(
             session.query(
-                f"SELECT toDate(period_bucket) AS day, count() FROM {staging} "
+                f"SELECT toDate(period_bucket) AS day, count() FROM {staging[table]} "
                 "WHERE day BETWEEN {first_day:Date} AND {last_day:Date} GROUP BY day",
-                {"first_day": first_day, "last_day": last_day},
+                day_filter,
             )
         )
         for day in days:
             rows[day][table] = int(counts.get(day, 0))
         if cluster:  # every replica must hold the staging rows before it swaps them in
-            session.command(f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {staging}")
+            session.command(f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {staging[table]}")
     for day in days:
         for table in PRE_AGGREGATED_TABLES:
             if rows[day][table]:
-                source = f"REPLACE PARTITION ID '{partition_id(day)}' FROM "
-                source += tables[table + STAGING_SUFFIX]
+                change = f"REPLACE PARTITION ID '{partition_id(day)}' FROM {staging[table]}"
             else:  # ClickHouse refuses to replace from an empty partition: the day is empty
-                source = f"DROP PARTITION ID '{partition_id(day)}'"
-            session.command(f"ALTER TABLE {tables[table]}{on_cluster} {source}")
+                change = f"DROP PARTITION ID '{partition_id(day)}'"
+            session.command(f"ALTER TABLE {tables[table]}{on_cluster} {change}")
         if on_day is not None:
             on_day(day)
     clear_staging()

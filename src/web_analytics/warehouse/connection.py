@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
+import pyarrow
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import (
     ClickHouseError,
@@ -224,6 +225,11 @@ class Session:
     ) -> None:
         """Run a statement that returns no rows."""
         self._call(lambda: self.client.command(sql, parameters=parameters, settings=settings))
+
+    def insert_arrow(self, table: str, columns: Mapping[str, Any]) -> None:
+        """Insert column arrays (numpy or lists) through Arrow: the fast path for bulk data."""
+        data = pyarrow.table({name: pyarrow.array(values) for name, values in columns.items()})
+        self._call(lambda: self.client.insert_arrow(table, data))
 
     def insert_columns(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
         """Insert column-oriented data: ``{column name: values}``."""

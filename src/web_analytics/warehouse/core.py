@@ -33,7 +33,7 @@ from web_analytics.warehouse.schema import (
     BOUNCES,
     EVENTS,
     PRE_AGGREGATED_TABLES,
-    SESSIONS,
+    COMBINED_STAGING,
     SOURCE_DAY_SUMMARY,
     STAGING_SUFFIX,
     STATS,
@@ -133,11 +133,12 @@ class Warehouse:
         """Every known team: registry rows, plus teams with events (enabled, in UTC)."""
         with self.session() as session:
             rows = session.query(
+                "SELECT * FROM ("
                 "SELECT team_id, timezone, enabled FROM {teams:Identifier} FINAL "
                 "UNION ALL "
                 "SELECT DISTINCT team_id, 'UTC', true FROM {summary:Identifier} "
-                "WHERE team_id NOT IN (SELECT team_id FROM {teams:Identifier}) "
-                "ORDER BY team_id",
+                "WHERE team_id NOT IN (SELECT team_id FROM {teams:Identifier})"
+                ") ORDER BY team_id",
                 {"teams": TEAMS, "summary": SOURCE_DAY_SUMMARY},
             )
         return [Team(int(team), tz, bool(enabled)) for team, tz, enabled in rows]
@@ -178,7 +179,7 @@ class Warehouse:
         total = 0
         with self.session() as session:
             for batch in batches:
-                session.insert_columns(EVENTS, dict(batch))
+                session.insert_arrow(EVENTS, batch)
                 total += len(next(iter(batch.values())))
         return total
 
@@ -227,7 +228,7 @@ class Warehouse:
             name: self.local(name)
             for name in (
                 EVENTS,
-                SESSIONS,
+                COMBINED_STAGING,
                 SOURCE_DAY_SUMMARY,
                 *PRE_AGGREGATED_TABLES,
                 *(table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES),

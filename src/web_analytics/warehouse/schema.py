@@ -17,7 +17,7 @@ SOURCE_DAY_SUMMARY_VIEW = "events_day_summary_mv"
 STATS = "web_pre_aggregated_stats"
 BOUNCES = "web_pre_aggregated_bounces"
 STAGING_SUFFIX = "_staging"
-SESSIONS = "web_sessions"
+COMBINED_STAGING = "web_pre_aggregated_staging"
 COVERAGE = "web_analytics_data_coverage"
 BACKFILL_STATUS = "web_analytics_backfill_status"
 
@@ -137,16 +137,19 @@ def _pre_aggregated(name: str, metrics: tuple[tuple[str, str], ...], comment: st
     )
 
 
-_STATS_METRICS = (
-    ("visitors", "AggregateFunction(uniq, String)"),
-    ("views", "SimpleAggregateFunction(sum, UInt64)"),
-    ("sessions", "SimpleAggregateFunction(sum, UInt64)"),
-)
-_BOUNCES_METRICS = (
-    ("sessions", "SimpleAggregateFunction(sum, UInt64)"),
-    ("bounces", "SimpleAggregateFunction(sum, UInt64)"),
-    ("total_duration_us", "SimpleAggregateFunction(sum, UInt64)"),
-)
+_METRIC_TYPES = {
+    "visitors": "AggregateFunction(uniq, UInt64)",  # of cityHash64(person)
+    "views": "SimpleAggregateFunction(sum, UInt64)",
+    "sessions": "SimpleAggregateFunction(sum, UInt64)",
+    "bounces": "SimpleAggregateFunction(sum, UInt64)",
+    "total_duration_us": "SimpleAggregateFunction(sum, UInt64)",
+}
+TABLE_METRICS = {
+    STATS: ("visitors", "views", "sessions"),
+    BOUNCES: ("sessions", "bounces", "total_duration_us"),
+}
+_STATS_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[STATS])
+_BOUNCES_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[BOUNCES])
 _STATS_COMMENT = (
     "Visitors, views and sessions per team, team-local hour (as UTC instant) and dimension value"
 )
@@ -195,6 +198,10 @@ TABLES: tuple[Table, ...] = (
     _pre_aggregated(STATS + STAGING_SUFFIX, _STATS_METRICS, "Staging for " + STATS),
     _pre_aggregated(BOUNCES, _BOUNCES_METRICS, _BOUNCES_COMMENT),
     _pre_aggregated(BOUNCES + STAGING_SUFFIX, _BOUNCES_METRICS, "Staging for " + BOUNCES),
+    # One aggregation pass writes every metric here; each table's staging takes its columns.
+    _pre_aggregated(
+        COMBINED_STAGING, tuple(_METRIC_TYPES.items()), "Every metric of one aggregation pass"
+    ),
     Table(
         name=COVERAGE,
         columns=(
@@ -234,59 +241,6 @@ TABLES: tuple[Table, ...] = (
 )
 
 
-# Sessions of one aggregation pass flow through a Null table; two materialized views turn
-# them into rows of both staging tables, so the events are read once for both tables.
-SESSION_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("team_id", "UInt64"),
-    ("period_bucket", "DateTime('UTC')"),
-    ("person", "String"),
-    ("pageviews", "UInt64"),
-    ("is_bounce", "UInt8"),
-    ("duration_us", "UInt64"),
-    ("path_names", "Array(String)"),
-    ("path_views", "Array(UInt64)"),
-    *((name, "String") for name in SESSION_DIMENSIONS),
-)
-SESSIONS_TABLE = Table(
-    name=SESSIONS,
-    columns=SESSION_COLUMNS,
-    engine="Null",
-    sharding_key="team_id",
-    comment="Sessions in flight during aggregation; stores nothing",
-)
-
-
-def _dimension_rows(metric: str) -> str:
-    """Array of (dimension, value, metric) per session: totals, each path, each attribute."""
-    attributes = ", ".join(f"('{name}', {name}, {metric})" for name in SESSION_DIMENSIONS)
-    path_metric = "n" if metric == "pageviews" else metric
-    return (
-        f"arrayConcat([('{ALL}', '', {metric})], "
-        f"arrayMap((p, n) -> ('pathname', p, {path_metric}), path_names, path_views), "
-        f"[{attributes}])"
-    )
-
-
-def session_view_statements(cluster: str | None) -> list[str]:
-    """Materialized views from the sessions Null table into both staging tables."""
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-    source = local_name(SESSIONS, cluster)
-    stats = local_name(STATS + STAGING_SUFFIX, cluster)
-    bounces = local_name(BOUNCES + STAGING_SUFFIX, cluster)
-    return [
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {STATS}{STAGING_SUFFIX}_mv{on_cluster}\n"
-        f"TO {stats}\nAS SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,\n"
-        "    uniqState(person) AS visitors, sum(row.3) AS views, count() AS sessions\n"
-        f"FROM {source}\nARRAY JOIN {_dimension_rows('pageviews')} AS row\n"
-        "GROUP BY team_id, period_bucket, dimension, value",
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {BOUNCES}{STAGING_SUFFIX}_mv{on_cluster}\n"
-        f"TO {bounces}\nAS SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,\n"
-        "    count() AS sessions, sum(row.3) AS bounces, sum(duration_us) AS total_duration_us\n"
-        f"FROM {source}\nARRAY JOIN {_dimension_rows('is_bounce')} AS row\n"
-        "GROUP BY team_id, period_bucket, dimension, value",
-    ]
-
-
 def summary_view_statement(cluster: str | None) -> str:
     """The materialized view that keeps ``events_day_summary`` in step with inserts."""
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
@@ -302,8 +256,6 @@ def summary_view_statement(cluster: str | None) -> str:
 
 def schema_statements(cluster: str | None) -> list[str]:
     """Every statement ``ensure_schema`` runs, in order."""
-    tables = (*TABLES, SESSIONS_TABLE)
-    statements = [statement for table in tables for statement in table.statements(cluster)]
+    statements = [statement for table in TABLES for statement in table.statements(cluster)]
     statements.append(summary_view_statement(cluster))
-    statements.extend(session_view_statements(cluster))
     return statements

@@ -47,7 +47,7 @@ def sessions_query(timezone_count: int, events_table: str) -> str:
     A bucket starts at most an hour before its sessions, which last at most a day: events
     are read from a day before ``bucket_from`` (to find each session's true start) to a day
     and an hour after ``bucket_to`` (to see each session to its end). The result has the
-    columns of the ``web_sessions`` table.
+    columns the aggregation and the raw queries group.
     """
     bucket = bucket_expression(timezone_count)
     return f"""
