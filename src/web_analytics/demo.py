@@ -109,7 +109,8 @@ def main() -> None:
         warehouse.overview(biggest, options.first_day, last_day, source=source)
         timings[source] = time.monotonic() - started
     print(
-        f"\n{options.days}-day overview of team {biggest}: raw events {timings['raw'] * 1000:.0f} ms, "
+        f"\n{options.days}-day overview of team {biggest}: "
+        f"raw events {timings['raw'] * 1000:.0f} ms, "
         f"pre-aggregated {timings['preaggregated'] * 1000:.0f} ms"
     )
 

@@ -1,6 +1,7 @@
 """The setup asset, the two pre-aggregated tables (one step computes both) and their checks."""
 
 import warnings
+from collections.abc import Mapping
 from typing import Literal
 
 import dagster as dg
@@ -10,6 +11,7 @@ from web_analytics.orchestration.partitions import backfill_policy, daily_partit
 from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.warehouse.accuracy import AccuracyReport
 from web_analytics.warehouse.aggregation import AggregationResult
+from web_analytics.warehouse.errors import QueryFailed
 from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
 from web_analytics.warehouse.settings import PRESETS, parse_extra_settings
 
@@ -54,6 +56,20 @@ class PreAggregationConfig(dg.Config):
         if team_ids is not None and any(team <= 0 for team in team_ids):
             raise ValueError("team_ids must be positive integers")
         return team_ids
+
+
+def run_trigger(tags: Mapping[str, str]) -> str:
+    """What launched a run, for the backfill status records."""
+    if "web_analytics/trigger" in tags:
+        return tags["web_analytics/trigger"]
+    for tag, kind in (
+        ("dagster/sensor_name", "sensor"),
+        ("dagster/schedule_name", "schedule"),
+        ("dagster/backfill", "backfill"),
+    ):
+        if tag in tags:
+            return f"{kind}:{tags[tag]}"
+    return "manual"
 
 
 def _materialization_metadata(
@@ -105,13 +121,19 @@ def web_pre_aggregated_tables(
     context.log.info(
         f"Aggregating {first_day} to {last_day} into {', '.join(PRE_AGGREGATED_TABLES)}"
     )
-    result = clickhouse.warehouse().aggregate(
-        first_day,
-        last_day,
-        team_ids=config.team_ids,
-        settings_preset=config.clickhouse_settings_preset,
-        extra_settings=config.extra_clickhouse_settings,
-    )
+    try:
+        result = clickhouse.warehouse().aggregate(
+            first_day,
+            last_day,
+            team_ids=config.team_ids,
+            settings_preset=config.clickhouse_settings_preset,
+            extra_settings=config.extra_clickhouse_settings,
+            run_id=context.run_id,
+            trigger=run_trigger(context.run.tags),
+        )
+    except (QueryFailed, ValueError) as error:
+        # Transient failures were already retried by the warehouse; another try won't help.
+        raise dg.Failure(description=str(error), allow_retries=False) from error
     context.log.info(
         f"Wrote {first_day} to {last_day}: {result.source_events} source events read "
         f"in {result.seconds:.1f} s"

@@ -38,8 +38,8 @@ class AccuracyReport:
 _PREAGGREGATED = {
     STATS: "SELECT team_id, toDate(period_bucket) AS day, uniqMerge(visitors), sum(views), "
     "sum(sessions) FROM {table:Identifier}",
-    BOUNCES: "SELECT team_id, toDate(period_bucket) AS day, sum(sessions), sum(bounces), "
-    "sum(total_duration_us) FROM {table:Identifier}",
+    BOUNCES: "SELECT team_id, toDate(period_bucket) AS day, sum(views), sum(sessions), "
+    "sum(bounces), sum(total_duration_us) FROM {table:Identifier}",
 }
 _PREAGGREGATED_FILTER = """
 WHERE dimension = {dimension:String} AND team_id IN {team_ids:Array(UInt64)}

@@ -12,18 +12,15 @@ from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import (
     ALL,
     COMBINED_STAGING,
+    EVENTS,
     PRE_AGGREGATED_TABLES,
     SESSION_DIMENSIONS,
-    SOURCE_DAY_SUMMARY,
     STAGING_SUFFIX,
     TABLE_METRICS,
+    local_name,
 )
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
-
-# A day's computation reads events from the day before to two days after (see sessions_query);
-# its fingerprint covers the same days so that any late event among them makes it stale.
-FINGERPRINT_DAYS_BEFORE = 1
-FINGERPRINT_DAYS_AFTER = 2
+from web_analytics.warehouse.source import source_events, source_fingerprints
 
 
 @dataclass(frozen=True)
@@ -82,51 +79,8 @@ def partition_id(day: date) -> str:
     return day.strftime("%Y%m%d")
 
 
-_FINGERPRINTS = f"""
-SELECT team_id, day,
-    cityHash64(arraySort(groupArray((source_day, day_events, day_hash)))) AS fingerprint
-FROM
-(
-    SELECT team_id, day AS source_day, sum(events) AS day_events, sum(content_hash) AS day_hash
-    FROM {{summary:Identifier}}
-    WHERE team_id IN {{team_ids:Array(UInt64)}}
-      AND day >= {{first_day:Date}} - {FINGERPRINT_DAYS_BEFORE}
-      AND day <= {{last_day:Date}} + {FINGERPRINT_DAYS_AFTER}
-    GROUP BY team_id, source_day
-)
-ARRAY JOIN arrayMap(
-    d -> source_day + d, range(-{FINGERPRINT_DAYS_AFTER}, {FINGERPRINT_DAYS_BEFORE + 1})
-) AS day
-WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
-GROUP BY team_id, day
-"""
-
-
-def source_fingerprints(
-    session: Session, team_ids: Sequence[int], first_day: date, last_day: date, summary: str
-) -> tuple[dict[tuple[int, date], int], int]:
-    """Fingerprint per (team, day) of the events a computation of that day reads, and the
-    number of source events in the range. Reads the per-day summary, never raw events."""
-    parameters = {
-        "summary": summary,
-        "team_ids": list(team_ids),
-        "first_day": first_day,
-        "last_day": last_day,
-    }
-    rows = session.query(_FINGERPRINTS, parameters)
-    fingerprints = {(int(team), day): int(fingerprint) for team, day, fingerprint in rows}
-    [(events,)] = session.query(
-        "SELECT sum(events) FROM {summary:Identifier} WHERE team_id IN {team_ids:Array(UInt64)} "
-        f"AND day >= {{first_day:Date}} - {FINGERPRINT_DAYS_BEFORE} "
-        f"AND day <= {{last_day:Date}} + {FINGERPRINT_DAYS_AFTER}",
-        parameters,
-    )
-    return fingerprints, int(events or 0)
-
-
 def aggregate_range(
     session: Session,
-    tables: dict[str, str],
     team_timezones: dict[int, str],
     first_day: date,
     last_day: date,
@@ -137,22 +91,28 @@ def aggregate_range(
 ) -> AggregationResult:
     """Compute ``[first_day, last_day]`` for ``team_timezones`` and swap each day in.
 
-    ``tables`` maps logical names to the tables that hold data (local tables in cluster
-    mode). Rows of ``kept_team_ids`` already in the target days are carried over unchanged.
+    Rows of ``kept_team_ids`` already in the target days are carried over unchanged. In
+    cluster mode inserts go through the Distributed tables (each shard computes its own
+    teams) and partitions are swapped on the local tables of every node.
     """
     started = time.monotonic()
     days = days_between(first_day, last_day)
+    # Taken before reading events: an event that lands during the run makes the day stale.
+    fingerprints = source_fingerprints(session, sorted(team_timezones), first_day, last_day)
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
 
-    combined = tables[COMBINED_STAGING]
-    staging = {table: tables[table + STAGING_SUFFIX] for table in PRE_AGGREGATED_TABLES}
+    combined = COMBINED_STAGING
+    staging = {table: table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES}
     day_filter = {"first_day": first_day, "last_day": last_day}
+    if cluster:  # run INSERT ... SELECT on every shard, from and into its local tables
+        settings = {**settings, "parallel_distributed_insert_select": 2}
 
     def clear_staging() -> None:
         for table in (combined, *staging.values()):
             for day in days:
                 session.command(
-                    f"ALTER TABLE {table}{on_cluster} DROP PARTITION ID '{partition_id(day)}'"
+                    f"ALTER TABLE {local_name(table, cluster)}{on_cluster} "
+                    f"DROP PARTITION ID '{partition_id(day)}'"
                 )
 
     clear_staging()  # leftovers of a crashed run
@@ -160,9 +120,7 @@ def aggregate_range(
         bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
         bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
         count, parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
-        session.command(
-            combined_insert_sql(count, combined, tables["events"]), parameters, settings=settings
-        )
+        session.command(combined_insert_sql(count, combined, EVENTS), parameters, settings=settings)
     rows: dict[date, dict[str, int]] = {day: {} for day in days}
     for table in PRE_AGGREGATED_TABLES:
         columns = ", ".join(
@@ -172,12 +130,14 @@ def aggregate_range(
         session.command(
             f"INSERT INTO {staging[table]} SELECT {columns} FROM {combined} WHERE {in_range}",
             day_filter,
+            settings=settings,
         )
         if kept_team_ids:
             session.command(
-                f"INSERT INTO {staging[table]} SELECT {columns} FROM {tables[table]} "
+                f"INSERT INTO {staging[table]} SELECT {columns} FROM {table} "
                 f"WHERE {in_range} AND team_id IN {{kept:Array(UInt64)}}",
                 {**day_filter, "kept": list(kept_team_ids)},
+                settings=settings,
             )
         counts = dict(
             session.query(
@@ -189,25 +149,26 @@ def aggregate_range(
         for day in days:
             rows[day][table] = int(counts.get(day, 0))
         if cluster:  # every replica must hold the staging rows before it swaps them in
-            session.command(f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {staging[table]}")
+            session.command(
+                f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {local_name(staging[table], cluster)}"
+            )
     for day in days:
         for table in PRE_AGGREGATED_TABLES:
             if rows[day][table]:
-                change = f"REPLACE PARTITION ID '{partition_id(day)}' FROM {staging[table]}"
+                source = local_name(staging[table], cluster)
+                change = f"REPLACE PARTITION ID '{partition_id(day)}' FROM {source}"
             else:  # ClickHouse refuses to replace from an empty partition: the day is empty
                 change = f"DROP PARTITION ID '{partition_id(day)}'"
-            session.command(f"ALTER TABLE {tables[table]}{on_cluster} {change}")
+            session.command(f"ALTER TABLE {local_name(table, cluster)}{on_cluster} {change}")
         if on_day is not None:
             on_day(day)
     clear_staging()
-    fingerprints, source_events = source_fingerprints(
-        session, sorted(team_timezones), first_day, last_day, tables[SOURCE_DAY_SUMMARY]
-    )
+    events_read = source_events(session, sorted(team_timezones), first_day, last_day)
     return AggregationResult(
         first_day=first_day,
         last_day=last_day,
         days=[DayResult(day, rows[day]) for day in days],
         fingerprints=fingerprints,
-        source_events=source_events,
+        source_events=events_read,
         seconds=time.monotonic() - started,
     )

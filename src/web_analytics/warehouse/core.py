@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from web_analytics.warehouse import accuracy, aggregation, queries
+from web_analytics.warehouse import accuracy, aggregation, backfill, gaps, queries
 from web_analytics.warehouse.connection import (
     ConnectionTarget,
     EmbeddedStore,
@@ -33,9 +36,7 @@ from web_analytics.warehouse.schema import (
     BOUNCES,
     EVENTS,
     PRE_AGGREGATED_TABLES,
-    COMBINED_STAGING,
     SOURCE_DAY_SUMMARY,
-    STAGING_SUFFIX,
     STATS,
     TEAMS,
     local_name,
@@ -209,12 +210,15 @@ class Warehouse:
         team_ids: Sequence[int] | None = None,
         settings_preset: str = "default",
         extra_settings: str | None = None,
+        run_id: str | None = None,
+        trigger: str = "manual",
     ) -> aggregation.AggregationResult:
         """Compute both pre-aggregated tables for UTC days ``[first_day, last_day]``.
 
         Every enabled team is computed (or only ``team_ids``; other teams' rows are kept as
         they were). Each day is swapped in atomically, so readers see the old or the new
-        day, never a mix; rerunning gives identical contents.
+        day, never a mix; rerunning gives identical contents. The attempt is recorded in
+        the backfill status records (``run_id`` and ``trigger`` say who asked).
         """
         queries.validate_range(first_day, last_day)
         settings = resolve_settings(settings_preset, extra_settings)
@@ -224,27 +228,41 @@ class Warehouse:
             if team_ids is None
             else sorted({team.team_id for team in self.teams()} - set(computed))
         )
-        tables = {
-            name: self.local(name)
-            for name in (
-                EVENTS,
-                COMBINED_STAGING,
-                SOURCE_DAY_SUMMARY,
-                *PRE_AGGREGATED_TABLES,
-                *(table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES),
-            )
-        }
+        run_id = run_id or f"manual-{uuid.uuid4()}"
+        days = aggregation.days_between(first_day, last_day)
+        started_at = datetime.now(UTC)
         with self.session() as session:
-            return aggregation.aggregate_range(
+            attempt = {"days": days, "run_id": run_id, "trigger": trigger, "started_at": started_at}
+            backfill.record_attempt(session, status=backfill.AttemptStatus.STARTED, **attempt)
+            try:
+                result = aggregation.aggregate_range(
+                    session, computed, first_day, last_day, kept, settings, self.cluster
+                )
+            except Exception as error:
+                self._record_failure(session, attempt, error)
+                raise
+            backfill.record_attempt(
                 session,
-                tables,
-                computed,
-                first_day,
-                last_day,
-                kept,
-                settings,
-                self.cluster,
+                status=backfill.AttemptStatus.SUCCEEDED,
+                finished_at=datetime.now(UTC),
+                rows={table: result.rows_for(table) for table in PRE_AGGREGATED_TABLES},
+                fingerprints=result.fingerprints,
+                **attempt,
             )
+        return result
+
+    @staticmethod
+    def _record_failure(session: Session, attempt: dict[str, Any], error: Exception) -> None:
+        try:
+            backfill.record_attempt(
+                session,
+                status=backfill.AttemptStatus.FAILED,
+                finished_at=datetime.now(UTC),
+                error=f"{type(error).__name__}: {error}",
+                **attempt,
+            )
+        except Exception:  # the store may be what failed; the 'started' record then stands
+            logging.getLogger(__name__).exception("could not record the failed attempt")
 
     def enabled_team_timezones(self, team_ids: Sequence[int] | None = None) -> dict[int, str]:
         """Timezone of every enabled team (or of the enabled teams among ``team_ids``)."""
@@ -277,6 +295,60 @@ class Warehouse:
                 self.enabled_team_timezones(),
                 first_day,
                 last_day,
+            )
+
+    # --- gaps, coverage and backfill records ---------------------------------------------
+
+    @staticmethod
+    def _window(days_back: int, today: date | None) -> tuple[date, date]:
+        if (
+            isinstance(days_back, bool)
+            or not isinstance(days_back, int)
+            or not 1 <= days_back <= 3650
+        ):
+            raise ValueError(f"days_back must be a whole number from 1 to 3650, got {days_back!r}")
+        today = today or datetime.now(UTC).date()
+        return today - timedelta(days=days_back), today - timedelta(days=1)
+
+    def find_gaps(
+        self, days_back: int = 30, team_ids: Sequence[int] | None = None, today: date | None = None
+    ) -> gaps.GapReport:
+        """State of every enabled team and UTC day in ``[today - days_back, today - 1]`` for
+        both tables: empty, missing, stale, failed or complete."""
+        first_day, last_day = self._window(days_back, today)
+        team_ids_sorted = sorted(self.enabled_team_timezones(team_ids))
+        with self.session() as session:
+            report, _ = gaps.detect(session, team_ids_sorted, first_day, last_day, self.cluster)
+        return dataclasses.replace(report, queries=report.queries + 1)  # + the teams query
+
+    def update_coverage(
+        self, days_back: int = 30, today: date | None = None
+    ) -> gaps.CoverageReport:
+        """Refresh the coverage table: per team, UTC day and table, source and aggregated
+        pageviews and the state."""
+        first_day, last_day = self._window(days_back, today)
+        team_ids = sorted(self.enabled_team_timezones())
+        with self.session() as session:
+            report, pageviews = gaps.detect(session, team_ids, first_day, last_day, self.cluster)
+            return gaps.write_coverage(session, report, pageviews, datetime.now(UTC))
+
+    def backfill_records(self, first_day: date, last_day: date) -> list[backfill.BackfillRecord]:
+        """Every recorded attempt for the UTC days ``[first_day, last_day]``."""
+        with self.session() as session:
+            return backfill.read_records(session, first_day, last_day)
+
+    def cleanup_backfill_records(
+        self, retention_days: int = 90, now: datetime | None = None
+    ) -> backfill.CleanupReport:
+        """Delete status records older than ``retention_days``, always keeping the latest
+        record (and the latest success) of every table and day."""
+        if isinstance(retention_days, bool) or not isinstance(retention_days, int):
+            raise ValueError(f"retention_days must be a whole number, got {retention_days!r}")
+        if not 1 <= retention_days <= 3650:
+            raise ValueError(f"retention_days must be from 1 to 3650, got {retention_days}")
+        with self.session() as session:
+            return backfill.cleanup_records(
+                session, retention_days, now or datetime.now(UTC), self.cluster
             )
 
     # --- dashboard queries -----------------------------------------------------------------

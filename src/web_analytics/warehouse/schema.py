@@ -146,14 +146,14 @@ _METRIC_TYPES = {
 }
 TABLE_METRICS = {
     STATS: ("visitors", "views", "sessions"),
-    BOUNCES: ("sessions", "bounces", "total_duration_us"),
+    BOUNCES: ("views", "sessions", "bounces", "total_duration_us"),
 }
 _STATS_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[STATS])
 _BOUNCES_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[BOUNCES])
 _STATS_COMMENT = (
     "Visitors, views and sessions per team, team-local hour (as UTC instant) and dimension value"
 )
-_BOUNCES_COMMENT = "Sessions, bounces and total session duration per team, hour and dimension value"
+_BOUNCES_COMMENT = "Views, sessions, bounces and total duration per team, hour and dimension value"
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -188,6 +188,7 @@ TABLES: tuple[Table, ...] = (
             ("events", "SimpleAggregateFunction(sum, UInt64)"),
             ("pageviews", "SimpleAggregateFunction(sum, UInt64)"),
             ("content_hash", "SimpleAggregateFunction(sum, UInt64)"),
+            ("first_hour_hash", "SimpleAggregateFunction(sum, UInt64)"),
         ),
         engine="AggregatingMergeTree",
         order_by="(team_id, day)",
@@ -242,14 +243,21 @@ TABLES: tuple[Table, ...] = (
 
 
 def summary_view_statement(cluster: str | None) -> str:
-    """The materialized view that keeps ``events_day_summary`` in step with inserts."""
+    """The materialized view that keeps ``events_day_summary`` in step with inserts.
+
+    Hash sums change with any added, redelivered or corrected event, whatever the order of
+    inserts and merges; the first hour is kept apart because the previous day's sessions
+    can end in it.
+    """
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    event_hash = "cityHash64(uuid, timestamp, event, session_id, pathname, person_id)"
     return (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SOURCE_DAY_SUMMARY_VIEW}{on_cluster}\n"
         f"TO {local_name(SOURCE_DAY_SUMMARY, cluster)}\nAS SELECT\n"
         "    team_id,\n    toDate(timestamp) AS day,\n    count() AS events,\n"
         "    countIf(event IN ('$pageview', '$screen') AND session_id != '') AS pageviews,\n"
-        "    sum(cityHash64(uuid, timestamp, event, session_id, pathname, person_id)) AS content_hash\n"
+        f"    sum({event_hash}) AS content_hash,\n"
+        f"    sumIf({event_hash}, toHour(timestamp) = 0) AS first_hour_hash\n"
         f"FROM {local_name(EVENTS, cluster)}\nGROUP BY team_id, day"
     )
 

@@ -1,0 +1,122 @@
+"""Backfill status records: one row per partition write attempt (table and UTC day), with
+the Dagster run, what triggered it, how it ended and the source fingerprints it read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.schema import BACKFILL_STATUS, PRE_AGGREGATED_TABLES, local_name
+
+MAX_ERROR_CHARS = 4000
+
+
+class AttemptStatus(StrEnum):
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BackfillRecord:
+    table: str
+    day: date
+    run_id: str
+    trigger: str
+    status: AttemptStatus
+    started_at: datetime
+    finished_at: datetime | None
+    rows_written: int
+    error: str
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    cutoff: datetime
+    deleted: int
+    kept: int
+
+
+def record_attempt(
+    session: Session,
+    days: Sequence[date],
+    run_id: str,
+    trigger: str,
+    status: AttemptStatus,
+    started_at: datetime,
+    finished_at: datetime | None = None,
+    rows: Mapping[str, Mapping[date, int]] | None = None,
+    fingerprints: Mapping[tuple[int, date], int] | None = None,
+    error: str = "",
+) -> None:
+    """Write the state of one attempt for every (table, day) it covers."""
+    per_day: dict[date, dict[int, int]] = {day: {} for day in days}
+    for (team, day), fingerprint in (fingerprints or {}).items():
+        per_day.setdefault(day, {})[team] = fingerprint
+    keys = [(table, day) for table in PRE_AGGREGATED_TABLES for day in days]
+    session.insert_columns(
+        BACKFILL_STATUS,
+        {
+            "table": [table for table, _ in keys],
+            "day": [day for _, day in keys],
+            "run_id": [run_id] * len(keys),
+            "trigger": [trigger] * len(keys),
+            "status": [str(status)] * len(keys),
+            "started_at": [started_at] * len(keys),
+            "finished_at": [finished_at] * len(keys),
+            "rows_written": [(rows or {}).get(table, {}).get(day, 0) for table, day in keys],
+            "source_fingerprints": [per_day[day] for _, day in keys],
+            "error": [error[:MAX_ERROR_CHARS]] * len(keys),
+        },
+    )
+
+
+_RECORDS = f"""
+SELECT table, day, run_id, trigger, status, started_at, finished_at, rows_written, error
+FROM {BACKFILL_STATUS} FINAL
+WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+ORDER BY table, day, started_at, run_id
+"""
+
+
+def read_records(session: Session, first_day: date, last_day: date) -> list[BackfillRecord]:
+    rows = session.query(_RECORDS, {"first_day": first_day, "last_day": last_day})
+    return [
+        BackfillRecord(
+            table, day, run_id, trigger, AttemptStatus(status), started, finished, int(rows), error
+        )
+        for table, day, run_id, trigger, status, started, finished, rows, error in rows
+    ]
+
+
+# The latest attempt of every (table, day), and its latest success: detection needs both.
+_KEPT = f"""
+SELECT table, day, argMax(run_id, started_at) FROM {BACKFILL_STATUS} FINAL GROUP BY table, day
+UNION DISTINCT
+SELECT table, day, argMaxIf(run_id, started_at, status = 'succeeded')
+FROM {BACKFILL_STATUS} FINAL GROUP BY table, day HAVING countIf(status = 'succeeded') > 0
+"""
+_COUNT = f"SELECT count() FROM {BACKFILL_STATUS} FINAL"
+
+
+def cleanup_records(
+    session: Session, retention_days: int, now: datetime, cluster: str | None
+) -> CleanupReport:
+    """Delete attempts started more than ``retention_days`` ago, except the latest attempt and
+    the latest success of every (table, day)."""
+    cutoff = now - timedelta(days=retention_days)
+    kept = [tuple(row) for row in session.query(_KEPT)]
+    [(before,)] = session.query(_COUNT)
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    session.command(
+        f"ALTER TABLE {local_name(BACKFILL_STATUS, cluster)}{on_cluster} "
+        "DELETE WHERE started_at < {cutoff:DateTime64(6, 'UTC')} "
+        "AND (table, day, run_id) NOT IN {kept:Array(Tuple(String, Date, String))}",
+        {"cutoff": cutoff, "kept": kept},
+        settings={"mutations_sync": 2},
+    )
+    [(after,)] = session.query(_COUNT)
+    return CleanupReport(cutoff=cutoff, deleted=int(before) - int(after), kept=int(after))
