@@ -42,6 +42,9 @@ def _environment() -> dict[str, str]:
         shutil.copy(ROOT / "deploy" / "dagster.yaml", instance_config)
     env = dict(os.environ)
     env.setdefault("DAGSTER_HOME", str(DAGSTER_HOME))
+    # `dagster job execute` needs a code location; this one is found without -m.
+    env.setdefault("DAGSTER_CLI_JOB_EXECUTE_MODULE_NAME", "web_analytics.definitions")
+    env["VIRTUAL_ENV"] = str(VENV)
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -50,6 +53,9 @@ COMMANDS = {
     "demo": [str(PYTHON), "-m", "web_analytics.demo"],
     "test": [str(PYTHON), "-m", "pytest"],
     "dev": [str(VENV / "bin" / "dagster"), "dev"],
+    "dagster": [str(VENV / "bin" / "dagster")],
+    "dg": [str(VENV / "bin" / "dg")],
+    "logs": [str(PYTHON), "-m", "web_analytics.run_logs"],
 }
 
 

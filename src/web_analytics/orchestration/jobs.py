@@ -11,13 +11,11 @@ from web_analytics.orchestration.ops import (
     show_data_gaps_detailed_op,
     update_data_coverage_op,
 )
-from web_analytics.orchestration.partitions import daily_partitions
 from web_analytics.orchestration.resources import ClickhouseCluster
 
 web_analytics_daily_job = dg.define_asset_job(
     "web_analytics_daily_job",
     selection=dg.AssetSelection.assets(web_pre_aggregated_tables),
-    partitions_def=daily_partitions,
     description="Compute the pre-aggregated tables for a range of UTC days.",
 )
 

@@ -20,15 +20,19 @@ def _start_date() -> str:
     return raw
 
 
-def _max_days_per_run() -> int:
+def _backfill_policy() -> dg.BackfillPolicy:
+    """Up to N days per run (default 14); 0 means the whole range in one run, which
+    ``dg launch --partition-range`` requires."""
     raw = os.environ.get(MAX_DAYS_PER_RUN_ENV) or str(DEFAULT_MAX_DAYS_PER_RUN)
-    if not raw.isdigit() or not 1 <= int(raw) <= 366:
-        raise ValueError(f"{MAX_DAYS_PER_RUN_ENV}={raw!r} must be a whole number from 1 to 366")
-    return int(raw)
+    if not raw.isdigit() or not 0 <= int(raw) <= 3650:
+        raise ValueError(f"{MAX_DAYS_PER_RUN_ENV}={raw!r} must be a whole number from 0 to 3650")
+    if int(raw) == 0:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=int(raw))
 
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=_start_date(), timezone="UTC")
-backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=_max_days_per_run())
+backfill_policy = _backfill_policy()
 
 
 def partition_key(day: date) -> str:

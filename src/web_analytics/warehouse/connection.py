@@ -323,7 +323,7 @@ class ServerStore:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        client = self.retry.run(self._open)
+        client = self._open()
         try:
             yield Session(client, self.target, self.retry)
         finally:
@@ -332,14 +332,16 @@ class ServerStore:
     def _open(self) -> Client:
         target = self.target
         try:
-            return clickhouse_connect.get_client(
-                host=target.host,
-                port=target.port,
-                username=target.username,
-                password=target.password,
-                database=target.database,
-                secure=target.secure,
-                connect_timeout=10,
+            return self.retry.run(
+                lambda: clickhouse_connect.get_client(
+                    host=target.host,
+                    port=target.port,
+                    username=target.username,
+                    password=target.password,
+                    database=target.database,
+                    secure=target.secure,
+                    connect_timeout=10,
+                )
             )
         except OperationalError as error:
             raise ConnectionFailed(

@@ -168,8 +168,8 @@ class Warehouse:
         return InsertReport(inserted=inserted, rejected=rejected)
 
     def insert_events_file(self, path: str | Path) -> InsertReport:
-        """Load a JSON-lines file of PostHog-shaped events; positions are 0-based line indexes
-        among non-blank lines."""
+        """Load a JSON-lines file of PostHog-shaped events; rejected positions are 0-based
+        line indexes of the file (blank lines are skipped)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigurationError(f"events file {path} does not exist")

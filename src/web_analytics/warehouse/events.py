@@ -97,11 +97,17 @@ class UnparsableLine:
     error: str
 
 
+# Stands for a blank line of a JSON-lines file: skipped, but it keeps positions equal to
+# line indexes.
+BLANK_LINE = object()
+
+
 def read_json_lines(path: Path) -> Iterator[Any]:
-    """Each line of ``path`` parsed as JSON (blank lines skipped), in order."""
+    """Each line of ``path`` parsed as JSON, in order (``BLANK_LINE`` for blank lines)."""
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
+                yield BLANK_LINE
                 continue
             try:
                 yield json.loads(line)
@@ -176,6 +182,8 @@ def normalize_events(events: Iterable[Any]) -> tuple[list[tuple[Any, ...]], list
     rows: list[tuple[Any, ...]] = []
     rejected: list[RejectedEvent] = []
     for position, raw in enumerate(events):
+        if raw is BLANK_LINE:
+            continue
         try:
             rows.append(normalize_event(raw))
         except InvalidEvent as error:

@@ -1,0 +1,155 @@
+"""Every table the system needs: created for real on one node, and cluster DDL that the real
+ClickHouse parser accepts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import web_analytics
+from web_analytics.warehouse.schema import TABLES, schema_statements
+
+# The tables the product promises, whatever else the schema holds.
+REQUIRED_TABLES = {
+    "events",
+    "teams",
+    "events_day_summary",
+    "web_pre_aggregated_stats",
+    "web_pre_aggregated_stats_staging",
+    "web_pre_aggregated_bounces",
+    "web_pre_aggregated_bounces_staging",
+    "web_analytics_data_coverage",
+    "web_analytics_backfill_status",
+}
+CREATED = re.compile(r"^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\w+)")
+ENGINE = re.compile(r"^ENGINE = (.*)$", re.MULTILINE)
+
+
+def objects_in_store(warehouse: web_analytics.Warehouse) -> dict[str, str]:
+    """Every table and view of the store's database, with its engine."""
+    with warehouse.session() as session:
+        rows = session.query(
+            "SELECT name, engine FROM system.tables WHERE database = currentDatabase()"
+        )
+    return dict(rows)
+
+
+def created_objects(statements: list[str]) -> dict[str, str]:
+    """Name -> "TABLE" or "MATERIALIZED VIEW" of each CREATE statement."""
+    objects = {}
+    for statement in statements:
+        match = CREATED.match(statement)
+        assert match, statement
+        objects[match.group(2)] = match.group(1)
+    return objects
+
+
+def test_ensure_schema_creates_every_required_table(warehouse: web_analytics.Warehouse) -> None:
+    engines = objects_in_store(warehouse)
+
+    assert set(engines) >= REQUIRED_TABLES
+    assert {name: engines[name] for name in sorted(REQUIRED_TABLES)} == {
+        # Redelivered events and re-registered teams replace earlier rows.
+        "events": "ReplacingMergeTree",
+        "events_day_summary": "AggregatingMergeTree",
+        "teams": "ReplacingMergeTree",
+        "web_analytics_backfill_status": "ReplacingMergeTree",
+        "web_analytics_data_coverage": "ReplacingMergeTree",
+        "web_pre_aggregated_bounces": "AggregatingMergeTree",
+        "web_pre_aggregated_bounces_staging": "AggregatingMergeTree",
+        "web_pre_aggregated_stats": "AggregatingMergeTree",
+        "web_pre_aggregated_stats_staging": "AggregatingMergeTree",
+    }
+    # The view that keeps the day summary in step with inserts.
+    assert engines["events_day_summary_mv"] == "MaterializedView"
+
+
+def test_every_single_node_statement_ran(warehouse: web_analytics.Warehouse) -> None:
+    statements = schema_statements(None)
+    declared = created_objects(statements)
+
+    # One statement per table and view, and the store holds exactly those.
+    assert len(declared) == len(statements)
+    assert {name for name, kind in declared.items() if kind == "TABLE"} == {t.name for t in TABLES}
+    assert set(declared) == set(objects_in_store(warehouse))
+    assert not any("ON CLUSTER" in s or "Replicated" in s or "Distributed" in s for s in statements)
+
+
+def test_ensure_schema_again_keeps_tables_and_data(warehouse: web_analytics.Warehouse) -> None:
+    warehouse.insert_events(
+        [
+            {
+                "team_id": 4,
+                "event": "$pageview",
+                "timestamp": "2024-05-01T10:00:00Z",
+                "distinct_id": "a",
+            }
+        ]
+    )
+    warehouse.upsert_team(4, "Asia/Kolkata")
+    before = objects_in_store(warehouse)
+
+    warehouse.ensure_schema()
+    warehouse.ensure_schema()
+
+    assert objects_in_store(warehouse) == before
+    assert warehouse.summary().events_per_team == {4: 1}
+    assert warehouse.teams() == [web_analytics.Team(4, "Asia/Kolkata", True)]
+
+
+@pytest.fixture(scope="module")
+def formatted_cluster_statements(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[tuple[str, str]]:
+    """Each cluster statement with the text ClickHouse's own parser formats it to."""
+    store = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp('parser')}")
+    with store.session() as session:
+        return [
+            (statement, session.query("SELECT formatQuery({q:String})", {"q": statement})[0][0])
+            for statement in schema_statements("main")
+        ]
+
+
+def test_every_cluster_statement_is_valid_clickhouse_sql_on_cluster_main(
+    formatted_cluster_statements: list[tuple[str, str]],
+) -> None:
+    views = [s for s, _ in formatted_cluster_statements if "MATERIALIZED VIEW" in s.split("\n")[0]]
+    # Per table a local replicated table and a Distributed table, plus the views.
+    assert len(formatted_cluster_statements) == 2 * len(TABLES) + len(views)
+    assert views
+    for statement, formatted in formatted_cluster_statements:
+        assert CREATED.match(formatted), statement
+        assert " ON CLUSTER main" in formatted.splitlines()[0], statement
+
+
+def test_cluster_tables_are_replicated_where_data_lives_and_distributed_for_reads(
+    formatted_cluster_statements: list[tuple[str, str]],
+) -> None:
+    engines: dict[str, str] = {}
+    for _, formatted in formatted_cluster_statements:
+        name = CREATED.match(formatted).group(2)
+        engine = ENGINE.search(formatted)
+        engines[name] = engine.group(1) if engine else "(view)"
+
+    assert {table.name for table in TABLES} >= REQUIRED_TABLES
+    for table in TABLES:
+        local = f"{table.name}_local"
+        assert engines[table.name] == (
+            f"Distributed(main, currentDatabase(), {local}, {table.sharding_key})"
+        ), table.name
+        if table.engine.endswith("MergeTree"):
+            assert engines[local].startswith(f"Replicated{table.engine}("), local
+            assert (
+                f"'/clickhouse/tables/{{shard}}/{{database}}/{local}', '{{replica}}'"
+                in (engines[local])
+            )
+        else:  # stores nothing, so nothing to replicate
+            assert not engines[local].startswith("Replicated"), local
+    # Events are sharded by team, so one team's events live together.
+    assert engines["events"].endswith(", team_id)")
+    # Views write into local tables and read local tables, on the node that holds the data.
+    for statement, formatted in formatted_cluster_statements:
+        if engines[CREATED.match(formatted).group(2)] == "(view)":
+            assert re.search(r"\bTO \w+_local\b", formatted), statement
+            assert re.search(r"\bFROM \w+_local\b", formatted), statement
