@@ -1,5 +1,6 @@
-"""End-to-end demo on the embedded store: synthetic traffic, pre-aggregation through
-Dagster with accuracy checks, and a per-team overview read from the pre-aggregated tables.
+"""End-to-end demo on the embedded store: synthetic traffic, pre-aggregation through Dagster
+with accuracy checks, deliberate gaps found by the gap report and filled by the backfill
+sensor's runs, and a per-team overview read from the pre-aggregated tables.
 
 Run it with ``python3 tasks.py demo`` (``--events N`` to change the size).
 """
@@ -8,30 +9,43 @@ import argparse
 import os
 import shutil
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
 import web_analytics
-from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
-from web_analytics.orchestration.assets import (
-    accuracy_checks,
-    web_analytics_tables,
-    web_pre_aggregated_tables,
-)
-from web_analytics.orchestration.partitions import partition_key
-from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.generator import GeneratorOptions, generate, generate_batches, team_profiles
+from web_analytics.warehouse.connection import URL_ENV
+from web_analytics.warehouse.gaps import NEEDS_BACKFILL, GapReport
 
 DEMO_STORE = Path(".data/demo")
 
 
 def _instance() -> dg.DagsterInstance:
     # With DAGSTER_HOME set (tasks.py sets it) the demo's runs show up in `dagster dev`.
-    return (
-        dg.DagsterInstance.get()
-        if os.environ.get("DAGSTER_HOME")
-        else dg.DagsterInstance.ephemeral()
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _print_gaps(title: str, report: GapReport) -> None:
+    print(f"\n{title}: {len(report.needing_backfill)} UTC days need backfill")
+    for table, per_state in report.counts().items():
+        print(f"  {table}: " + ", ".join(f"{n} {s.value}" for s, n in per_state.items() if n))
+    for gap in report.ranges(NEEDS_BACKFILL)[:12]:
+        print(f"  team {gap.team_id:>2} {gap.table:<27} {gap!s:<26} {gap.state.value}")
+
+
+def _materialize_days(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date
+) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
     )
 
 
@@ -43,19 +57,29 @@ def main() -> None:
     args = parser.parse_args()
 
     shutil.rmtree(DEMO_STORE, ignore_errors=True)
-    url = f"chdb://{DEMO_STORE.absolute()}"
-    resources = {"clickhouse": ClickhouseCluster(url=url)}
-    warehouse = web_analytics.connect(url)
+    os.environ[URL_ENV] = f"chdb://{DEMO_STORE.absolute()}"
+    # Imported after the store is chosen: the definitions' resource reads WEB_ANALYTICS_URL.
+    from web_analytics.definitions import defs
+    from web_analytics.orchestration.resources import ClickhouseCluster
+    from web_analytics.orchestration.sensors import web_analytics_backfill_sensor
+
+    warehouse = web_analytics.connect()
     instance = _instance()
     print(f"Demo store: {warehouse.target.describe()}")
-
-    started = time.monotonic()
-    dg.materialize([web_analytics_tables], resources=resources, instance=instance)
-    print(f"Schema ready ({time.monotonic() - started:.1f} s)")
+    defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("web_analytics_tables")]
+    )
 
     last_day = datetime.now(UTC).date() - timedelta(days=1)
+    no_traffic = last_day - timedelta(days=12)
     options = GeneratorOptions(
-        seed=7, events=args.events, days=args.days, last_day=last_day, teams=args.teams
+        seed=7,
+        events=args.events,
+        days=args.days,
+        last_day=last_day,
+        teams=args.teams,
+        duplicate_share=0.01,
+        empty_days=(no_traffic,),
     )
     for team in team_profiles(options.teams, options.seed):
         warehouse.upsert_team(team.team_id, team.timezone)
@@ -63,29 +87,54 @@ def main() -> None:
     inserted = warehouse.insert_event_columns(generate_batches(options))
     seconds = time.monotonic() - started
     print(
-        f"Generated and stored {inserted:,} events for {options.teams} teams over "
-        f"{options.first_day} to {last_day} ({seconds:.1f} s, {inserted / seconds:,.0f} events/s)"
+        f"Stored {inserted:,} synthetic events (1 % delivered twice) for {options.teams} teams, "
+        f"{options.first_day} to {last_day}, no traffic on {no_traffic} "
+        f"({seconds:.1f} s, {inserted / seconds:,.0f} events/s)"
     )
 
+    # Leave gaps on purpose: four days never computed, then late events on two computed days.
+    never_computed = (last_day - timedelta(days=5), last_day - timedelta(days=2))
     started = time.monotonic()
-    result = dg.materialize(
-        [web_analytics_tables, web_pre_aggregated_tables, *accuracy_checks],
-        selection=[web_pre_aggregated_tables, *accuracy_checks],
-        resources=resources,
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": partition_key(options.first_day),
-            "dagster/asset_partition_range_end": partition_key(last_day),
-        },
-    )
-    checks = result.get_asset_check_evaluations()
-    print(
-        f"Pre-aggregated {options.days} days through Dagster in {time.monotonic() - started:.1f} s "
-        f"(run {result.run_id[:8]}); accuracy checks: "
-        + ", ".join(
-            f"{c.asset_key.to_user_string()} {'passed' if c.passed else 'FAILED'}" for c in checks
+    for first, last in (
+        (options.first_day, never_computed[0] - timedelta(days=1)),
+        (never_computed[1] + timedelta(days=1), last_day),
+    ):
+        result = _materialize_days(defs, instance, first, last)
+        checks = result.get_asset_check_evaluations()
+        print(
+            f"Pre-aggregated {first} to {last} through Dagster (run {result.run_id[:8]}); "
+            f"accuracy checks {'passed' if all(c.passed for c in checks) else 'FAILED'}"
         )
+    print(
+        f"Left {never_computed[0]} to {never_computed[1]} uncomputed "
+        f"({time.monotonic() - started:.1f} s)"
     )
+    late_days = (last_day - timedelta(days=20), last_day - timedelta(days=9))
+    for day in late_days:
+        late = generate(
+            GeneratorOptions(seed=99, events=2_000, days=1, last_day=day, teams=options.teams)
+        )
+        warehouse.insert_event_columns([late])
+    print(f"Late events arrived for {late_days[0]} and {late_days[1]} after they were computed")
+
+    _print_gaps("Gap report", warehouse.find_gaps(days_back=args.days))
+
+    print("\nBackfill: the sensor's evaluation, and the runs it requests")
+    started = time.monotonic()
+    resources = {"clickhouse": ClickhouseCluster()}
+    with dg.build_sensor_context(
+        instance=instance, resources=resources, definitions=defs
+    ) as context:
+        requests = web_analytics_backfill_sensor(context)
+    for request in requests:
+        result = defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags
+        )
+        outcome = "ok" if result.success else "FAILED"
+        print(f"  {request.partition_key}: run {result.run_id[:8]} {outcome}")
+    print(f"  ({time.monotonic() - started:.1f} s)")
+
+    _print_gaps("Gap report after the backfill", warehouse.find_gaps(days_back=args.days))
 
     date_from = last_day - timedelta(days=6)
     print(f"\nLast 7 days ({date_from} to {last_day}, each team's local dates), pre-aggregated:")
@@ -101,18 +150,6 @@ def main() -> None:
             f"{team.team_id:>4}  {team.timezone:<20} {o.visitors:>9,} {o.views:>9,} "
             f"{o.sessions:>9,} {duration:>8} {bounce:>7}"
         )
-
-    biggest = max(warehouse.summary().events_per_team.items(), key=lambda item: item[1])[0]
-    timings = {}
-    for source in ("raw", "preaggregated"):
-        started = time.monotonic()
-        warehouse.overview(biggest, options.first_day, last_day, source=source)
-        timings[source] = time.monotonic() - started
-    print(
-        f"\n{options.days}-day overview of team {biggest}: "
-        f"raw events {timings['raw'] * 1000:.0f} ms, "
-        f"pre-aggregated {timings['preaggregated'] * 1000:.0f} ms"
-    )
 
 
 if __name__ == "__main__":
