@@ -56,6 +56,7 @@ COMMANDS = {
     "dagster": [str(VENV / "bin" / "dagster")],
     "dg": [str(VENV / "bin" / "dg")],
     "logs": [str(PYTHON), "-m", "web_analytics.run_logs"],
+    "bench": [str(PYTHON), str(ROOT / "bench" / "run.py")],
 }
 
 

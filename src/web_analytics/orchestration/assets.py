@@ -128,7 +128,7 @@ def web_pre_aggregated_tables(
             team_ids=config.team_ids,
             settings_preset=config.clickhouse_settings_preset,
             extra_settings=config.extra_clickhouse_settings,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             trigger=run_trigger(context.run.tags),
         )
     except (QueryFailed, ValueError) as error:

@@ -4,7 +4,7 @@ then swapping each day in atomically from staging."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -20,7 +20,7 @@ from web_analytics.warehouse.schema import (
     local_name,
 )
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
-from web_analytics.warehouse.source import source_events, source_fingerprints
+from web_analytics.warehouse.source import source_snapshot
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,17 @@ def partition_id(day: date) -> str:
     return day.strftime("%Y%m%d")
 
 
+def _alter_partitions(
+    session: Session, table: str, commands: list[str], cluster: str | None
+) -> None:
+    """Run partition commands on ``table`` in one ALTER (where the data lives)."""
+    if commands:
+        on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+        session.command(
+            f"ALTER TABLE {local_name(table, cluster)}{on_cluster} " + ", ".join(commands)
+        )
+
+
 def aggregate_range(
     session: Session,
     team_timezones: dict[int, str],
@@ -87,7 +98,6 @@ def aggregate_range(
     kept_team_ids: Sequence[int],
     settings: dict[str, object],
     cluster: str | None,
-    on_day: Callable[[date], None] | None = None,
 ) -> AggregationResult:
     """Compute ``[first_day, last_day]`` for ``team_timezones`` and swap each day in.
 
@@ -98,37 +108,34 @@ def aggregate_range(
     started = time.monotonic()
     days = days_between(first_day, last_day)
     # Taken before reading events: an event that lands during the run makes the day stale.
-    fingerprints = source_fingerprints(session, sorted(team_timezones), first_day, last_day)
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-
-    combined = COMBINED_STAGING
+    snapshot = source_snapshot(session, sorted(team_timezones), first_day, last_day)
     staging = {table: table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES}
     day_filter = {"first_day": first_day, "last_day": last_day}
     if cluster:  # run INSERT ... SELECT on every shard, from and into its local tables
         settings = {**settings, "parallel_distributed_insert_select": 2}
 
     def clear_staging() -> None:
-        for table in (combined, *staging.values()):
-            for day in days:
-                session.command(
-                    f"ALTER TABLE {local_name(table, cluster)}{on_cluster} "
-                    f"DROP PARTITION ID '{partition_id(day)}'"
-                )
+        drops = [f"DROP PARTITION ID '{partition_id(day)}'" for day in days]
+        for table in (COMBINED_STAGING, *staging.values()):
+            _alter_partitions(session, table, drops, cluster)
 
     clear_staging()  # leftovers of a crashed run
     if team_timezones:
         bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
         bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
         count, parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
-        session.command(combined_insert_sql(count, combined, EVENTS), parameters, settings=settings)
-    rows: dict[date, dict[str, int]] = {day: {} for day in days}
+        session.command(
+            combined_insert_sql(count, COMBINED_STAGING, EVENTS), parameters, settings=settings
+        )
+    rows: dict[str, dict[date, int]] = {}
+    in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
     for table in PRE_AGGREGATED_TABLES:
         columns = ", ".join(
             ("team_id", "period_bucket", "dimension", "value", *TABLE_METRICS[table])
         )
-        in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
         session.command(
-            f"INSERT INTO {staging[table]} SELECT {columns} FROM {combined} WHERE {in_range}",
+            f"INSERT INTO {staging[table]} SELECT {columns} FROM {COMBINED_STAGING} "
+            f"WHERE {in_range}",
             day_filter,
             settings=settings,
         )
@@ -142,33 +149,35 @@ def aggregate_range(
         counts = dict(
             session.query(
                 f"SELECT toDate(period_bucket) AS day, count() FROM {staging[table]} "
-                "WHERE day BETWEEN {first_day:Date} AND {last_day:Date} GROUP BY day",
+                f"WHERE {in_range} GROUP BY day",
                 day_filter,
             )
         )
-        for day in days:
-            rows[day][table] = int(counts.get(day, 0))
+        rows[table] = {day: int(counts.get(day, 0)) for day in days}
         if cluster:  # every replica must hold the staging rows before it swaps them in
             session.command(
                 f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {local_name(staging[table], cluster)}"
             )
-    for day in days:
-        for table in PRE_AGGREGATED_TABLES:
-            if rows[day][table]:
-                source = local_name(staging[table], cluster)
-                change = f"REPLACE PARTITION ID '{partition_id(day)}' FROM {source}"
-            else:  # ClickHouse refuses to replace from an empty partition: the day is empty
-                change = f"DROP PARTITION ID '{partition_id(day)}'"
-            session.command(f"ALTER TABLE {local_name(table, cluster)}{on_cluster} {change}")
-        if on_day is not None:
-            on_day(day)
+    for table in PRE_AGGREGATED_TABLES:
+        source = local_name(staging[table], cluster)
+        _alter_partitions(
+            session,
+            table,
+            [
+                f"REPLACE PARTITION ID '{partition_id(day)}' FROM {source}"
+                if rows[table][day]
+                # ClickHouse refuses to replace from an empty partition: the day is empty.
+                else f"DROP PARTITION ID '{partition_id(day)}'"
+                for day in days
+            ],
+            cluster,
+        )
     clear_staging()
-    events_read = source_events(session, sorted(team_timezones), first_day, last_day)
     return AggregationResult(
         first_day=first_day,
         last_day=last_day,
-        days=[DayResult(day, rows[day]) for day in days],
-        fingerprints=fingerprints,
-        source_events=events_read,
+        days=[DayResult(day, {table: rows[table][day] for table in rows}) for day in days],
+        fingerprints=snapshot.fingerprints,
+        source_events=snapshot.events,
         seconds=time.monotonic() - started,
     )

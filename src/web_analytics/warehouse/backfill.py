@@ -74,6 +74,31 @@ def record_attempt(
     )
 
 
+_RECORDED_FINGERPRINTS = f"""
+SELECT day, argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS fingerprints
+FROM {BACKFILL_STATUS} FINAL
+WHERE table = {{table:String}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+GROUP BY day
+"""
+
+
+def recorded_fingerprints(
+    session: Session, team_ids: Sequence[int], first_day: date, last_day: date
+) -> dict[tuple[int, date], int]:
+    """The fingerprints the latest successful writes recorded for ``team_ids``."""
+    wanted = set(team_ids)
+    rows = session.query(
+        _RECORDED_FINGERPRINTS,
+        {"table": PRE_AGGREGATED_TABLES[0], "first_day": first_day, "last_day": last_day},
+    )
+    return {
+        (int(team), day): int(fingerprint)
+        for day, fingerprints in rows
+        for team, fingerprint in fingerprints.items()
+        if team in wanted
+    }
+
+
 _RECORDS = f"""
 SELECT table, day, run_id, trigger, status, started_at, finished_at, rows_written, error
 FROM {BACKFILL_STATUS} FINAL

@@ -136,13 +136,18 @@ _TRANSIENT_CODES = {
     209,  # SOCKET_TIMEOUT
     210,  # NETWORK_ERROR
     242,  # TABLE_IS_READ_ONLY (replica lost its keeper session)
-    252,  # TOO_MANY_PARTS
     319,  # UNKNOWN_STATUS_OF_INSERT
     425,  # SYSTEM_ERROR
     999,  # KEEPER_EXCEPTION
 }
 _CODE = re.compile(r"Code: (\d+)")
-_TRANSIENT_TEXT = ("Cannot lock file", "Connection reset", "Connection refused", "timed out")
+_TRANSIENT_TEXT = (
+    "Cannot lock file",
+    "Connection reset",
+    "Connection refused",
+    "timed out",
+    "Merges are processing significantly slower than inserts",
+)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -241,12 +241,14 @@ class Warehouse:
             except Exception as error:
                 self._record_failure(session, attempt, error)
                 raise
+            # Teams carried over unchanged keep the fingerprints they were computed with.
+            carried = backfill.recorded_fingerprints(session, kept, first_day, last_day)
             backfill.record_attempt(
                 session,
                 status=backfill.AttemptStatus.SUCCEEDED,
                 finished_at=datetime.now(UTC),
                 rows={table: result.rows_for(table) for table in PRE_AGGREGATED_TABLES},
-                fingerprints=result.fingerprints,
+                fingerprints={**carried, **result.fingerprints},
                 **attempt,
             )
         return result
@@ -318,7 +320,7 @@ class Warehouse:
         first_day, last_day = self._window(days_back, today)
         team_ids_sorted = sorted(self.enabled_team_timezones(team_ids))
         with self.session() as session:
-            report, _ = gaps.detect(session, team_ids_sorted, first_day, last_day, self.cluster)
+            report = gaps.detect(session, team_ids_sorted, first_day, last_day, self.cluster)
         return dataclasses.replace(report, queries=report.queries + 1)  # + the teams query
 
     def update_coverage(
@@ -329,8 +331,8 @@ class Warehouse:
         first_day, last_day = self._window(days_back, today)
         team_ids = sorted(self.enabled_team_timezones())
         with self.session() as session:
-            report, pageviews = gaps.detect(session, team_ids, first_day, last_day, self.cluster)
-            return gaps.write_coverage(session, report, pageviews, datetime.now(UTC))
+            report = gaps.detect(session, team_ids, first_day, last_day, self.cluster)
+            return gaps.write_coverage(session, report, datetime.now(UTC))
 
     def backfill_records(self, first_day: date, last_day: date) -> list[backfill.BackfillRecord]:
         """Every recorded attempt for the UTC days ``[first_day, last_day]``."""

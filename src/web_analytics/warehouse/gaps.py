@@ -6,12 +6,13 @@ Never reads raw events, and costs the same two queries whatever the number of te
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from itertools import groupby
 
 from web_analytics.warehouse.connection import Session
@@ -20,9 +21,8 @@ from web_analytics.warehouse.schema import (
     BACKFILL_STATUS,
     COVERAGE,
     PRE_AGGREGATED_TABLES,
-    SOURCE_DAY_SUMMARY,
 )
-from web_analytics.warehouse.source import SOURCE_FINGERPRINTS
+from web_analytics.warehouse.source import DAY_TOTAL, MAP_TOTAL, SOURCE_DAYS
 
 
 class DayState(StrEnum):
@@ -64,53 +64,84 @@ class GapRange:
         return f"{self.first_day} to {self.last_day}"
 
 
+_LETTERS = {
+    "e": DayState.EMPTY,
+    "m": DayState.MISSING,
+    "s": DayState.STALE,
+    "f": DayState.FAILED,
+    "c": DayState.COMPLETE,
+}
+_NEEDS_BACKFILL_LETTERS = frozenset("msf")
+
+
 @dataclass(frozen=True)
 class GapReport:
-    """The state of every enabled team, UTC day and table in ``[first_day, last_day]``."""
+    """The state of every enabled team, UTC day and table in ``[first_day, last_day]``.
+
+    States are kept as one letter per day for each team and table, so a report over a
+    thousand teams and a year stays small; ``days`` lists them as ``DayStatus`` objects.
+    """
 
     first_day: date
     last_day: date
     team_ids: tuple[int, ...]
-    days: list[DayStatus]
+    # (team_id, table) -> one letter per day of the window (see _LETTERS)
+    states: dict[tuple[int, str], str]
     # Per UTC day needing backfill: a key that changes when its source data or its latest
     # attempt changes, so a day that goes stale (or fails) again is launched again.
     day_keys: dict[date, str] = field(default_factory=dict)
     queries: int = 0
+
+    def _day(self, index: int) -> date:
+        return self.first_day + timedelta(days=index)
+
+    @cached_property
+    def days(self) -> list[DayStatus]:
+        return [
+            DayStatus(team, self._day(i), table, _LETTERS[letter])
+            for (team, table), letters in sorted(self.states.items())
+            for i, letter in enumerate(letters)
+        ]
+
+    def state(self, team_id: int, day: date, table: str) -> DayState:
+        return _LETTERS[self.states[(team_id, table)][(day - self.first_day).days]]
 
     def by_state(self, state: DayState | str) -> list[DayStatus]:
         return [status for status in self.days if status.state == DayState(state)]
 
     def counts(self) -> dict[str, dict[DayState, int]]:
         """Number of team-days per table and state (every state present, zero or not)."""
-        counter = Counter((status.table, status.state) for status in self.days)
-        return {
-            table: {state: counter[(table, state)] for state in DayState}
-            for table in PRE_AGGREGATED_TABLES
-        }
+        counts = {table: dict.fromkeys(DayState, 0) for table in PRE_AGGREGATED_TABLES}
+        for (_, table), letters in self.states.items():
+            for letter, state in _LETTERS.items():
+                counts[table][state] += letters.count(letter)
+        return counts
 
     @property
     def needing_backfill(self) -> list[date]:
         """Sorted UTC days with at least one missing, stale or failed team and table."""
-        return sorted({status.day for status in self.days if status.state in NEEDS_BACKFILL})
+        indexes = {
+            i
+            for letters in self.states.values()
+            if not _NEEDS_BACKFILL_LETTERS.isdisjoint(letters)
+            for i, letter in enumerate(letters)
+            if letter in _NEEDS_BACKFILL_LETTERS
+        }
+        return [self._day(i) for i in sorted(indexes)]
 
     def ranges(self, states: Iterable[DayState | str] | None = None) -> list[GapRange]:
-        """Runs of consecutive days per team and table in one state (all states by default)."""
+        """Runs of consecutive days per team and table in one state (all states by default),
+        ordered by team, table and first day."""
         wanted = {DayState(state) for state in states} if states is not None else set(DayState)
-        ordered = sorted(
-            (s for s in self.days if s.state in wanted), key=lambda s: (s.team_id, s.table, s.day)
-        )
-        ranges: list[GapRange] = []
-        for (team, table), statuses in groupby(ordered, key=lambda s: (s.team_id, s.table)):
-            for status in statuses:
-                last = ranges[-1] if ranges else None
-                if (
-                    last is not None
-                    and (last.team_id, last.table, last.state) == (team, table, status.state)
-                    and last.last_day + timedelta(days=1) == status.day
-                ):
-                    ranges[-1] = GapRange(team, table, last.first_day, status.day, status.state)
-                else:
-                    ranges.append(GapRange(team, table, status.day, status.day, status.state))
+        ranges = []
+        for (team, table), letters in sorted(self.states.items()):
+            index = 0
+            for letter, run in groupby(letters):
+                length = len(list(run))
+                if _LETTERS[letter] in wanted:
+                    first, last = self._day(index), self._day(index + length - 1)
+                    ranges.append(GapRange(team, table, first, last, _LETTERS[letter]))
+                index += length
         return ranges
 
 
@@ -123,33 +154,19 @@ class CoverageReport:
     computed_at: datetime
 
 
-def _detection_sql(check_partitions: bool) -> str:
-    """Every non-empty (team, day) of the window, per table, with its state; empty team-days
-    are all the others, so they need no row. A day written but whose partition is gone
-    (dropped by hand) counts as missing; on a cluster the parts live on other nodes, so the
-    status records are trusted there."""
-    has_data = "attempts.computed AND mapContains(computed_fingerprints, source.team_id)"
-    if check_partitions:
-        has_data += " AND partitions.day != toDate(0)"
-    return f"""
-WITH
-source AS
-(
-    SELECT team_id, day, sum(pageviews) AS pageviews
-    FROM {SOURCE_DAY_SUMMARY}
-    WHERE team_id IN {{team_ids:Array(UInt64)}}
-      AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
-    GROUP BY team_id, day
-    HAVING pageviews > 0
-),
-fingerprints AS ({SOURCE_FINGERPRINTS}),
+# Per table and UTC day of the window: the latest attempt, the team fingerprints of the latest
+# success, whether its partition exists, and whether every team is unchanged since (the fast
+# path: one comparison per day instead of one per team).
+_DAYS = f"""
+source AS ({SOURCE_DAYS}),
+current AS (SELECT day, {DAY_TOTAL} AS total FROM source GROUP BY day),
 attempts AS
 (
     SELECT table, day,
         argMax(status, started_at) AS last_status,
         argMax(run_id, started_at) AS last_run_id,
         countIf(status = 'succeeded') > 0 AS computed,
-        argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS computed_fingerprints
+        argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS recorded
     FROM {BACKFILL_STATUS} FINAL
     WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
     GROUP BY table, day
@@ -159,79 +176,80 @@ partitions AS
     SELECT DISTINCT table, toDate(parseDateTime(partition_id, '%Y%m%d')) AS day
     FROM system.parts
     WHERE active AND database = currentDatabase() AND table IN {{tables:Array(String)}}
+),
+days AS
+(
+    SELECT tables.table AS table, window.day AS day, attempts.last_status AS last_status,
+        attempts.last_run_id AS last_run_id, attempts.recorded AS recorded,
+        current.total AS total,
+        attempts.computed AND ({{trust_records:Bool}} OR partitions.day = window.day) AS written,
+        written AND {MAP_TOTAL.format(map="attempts.recorded")} = current.total AS unchanged
+    FROM (SELECT arrayJoin({{tables:Array(String)}}) AS table) AS tables
+    CROSS JOIN
+    (
+        SELECT {{first_day:Date}} + number AS day
+        FROM numbers(dateDiff('day', {{first_day:Date}}, {{last_day:Date}}) + 1)
+    ) AS window
+    LEFT JOIN attempts ON attempts.table = tables.table AND attempts.day = window.day
+    LEFT JOIN current ON current.day = window.day
+    LEFT JOIN partitions ON partitions.table = tables.table AND partitions.day = window.day
+)"""
+# A written day whose partition is gone (dropped by hand) counts as missing again; on a
+# cluster the parts live on other nodes, so the status records are trusted there.
+
+_STATES = f"""
+WITH {_DAYS}
+SELECT team_id, table, arrayStringConcat(arrayMap(x -> x.2, arraySort(groupArray((day, letter)))))
+FROM
+(
+    SELECT teams.team_id AS team_id, days.table AS table, days.day AS day,
+        multiIf(
+            source.pageviews = 0, 'e',
+            days.unchanged, 'c',
+            days.written AND mapContains(days.recorded, team_id)
+                AND days.recorded[team_id] = source.fingerprint, 'c',
+            days.last_status IN ('failed', 'started'), 'f',
+            days.written AND mapContains(days.recorded, team_id), 's',
+            'm'
+        ) AS letter
+    FROM (SELECT arrayJoin({{team_ids:Array(UInt64)}}) AS team_id) AS teams
+    CROSS JOIN days
+    LEFT JOIN source ON source.team_id = teams.team_id AND source.day = days.day
 )
-SELECT
-    source.team_id,
-    source.day,
-    tables.table,
-    source.pageviews,
-    fingerprints.fingerprint,
-    attempts.last_run_id,
-    multiIf(
-        ({has_data}) AND computed_fingerprints[source.team_id] = fingerprints.fingerprint,
-            'complete',
-        attempts.last_status IN ('failed', 'started'), 'failed',
-        {has_data}, 'stale',
-        'missing'
-    ) AS state
-FROM source
-CROSS JOIN (SELECT arrayJoin({{tables:Array(String)}}) AS table) AS tables
-LEFT JOIN fingerprints ON fingerprints.team_id = source.team_id AND fingerprints.day = source.day
-LEFT JOIN attempts ON attempts.table = tables.table AND attempts.day = source.day
-LEFT JOIN partitions ON partitions.table = tables.table AND partitions.day = source.day
+GROUP BY team_id, table
+SETTINGS join_use_nulls = 0
+"""
+
+_DAY_KEYS = f"""
+WITH {_DAYS}
+SELECT day, groupArray((table, total, last_run_id)) FROM days GROUP BY day
 SETTINGS join_use_nulls = 0
 """
 
 
-def _day_key(entries: list[tuple[int, int, str]]) -> str:
-    digest = hashlib.sha1(repr(sorted(entries)).encode(), usedforsecurity=False)
-    return digest.hexdigest()[:16]
-
-
 def detect(
-    session: Session,
-    team_ids: list[int],
-    first_day: date,
-    last_day: date,
-    cluster: str | None,
-) -> tuple[GapReport, dict[tuple[int, date], int]]:
-    """The gap report, and the source pageviews of each non-empty (team, day)."""
-    rows = (
-        session.query(
-            _detection_sql(check_partitions=cluster is None),
-            {
-                "team_ids": team_ids,
-                "first_day": first_day,
-                "last_day": last_day,
-                "tables": list(PRE_AGGREGATED_TABLES),
-            },
-        )
-        if team_ids
-        else []
-    )
-    states: dict[tuple[int, date, str], DayState] = {}
-    pageviews: dict[tuple[int, date], int] = {}
-    key_parts: dict[date, list[tuple[int, int, str]]] = {}
-    for team, day, table, views, fingerprint, last_run, state in rows:
-        states[(int(team), day, table)] = DayState(state)
-        pageviews[(int(team), day)] = int(views)
-        key_parts.setdefault(day, []).append((int(team), int(fingerprint), last_run))
-    window = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    days = [
-        DayStatus(team, day, table, states.get((team, day, table), DayState.EMPTY))
-        for team in team_ids
-        for table in PRE_AGGREGATED_TABLES
-        for day in window
-    ]
-    report = GapReport(
-        first_day=first_day,
-        last_day=last_day,
-        team_ids=tuple(team_ids),
-        days=days,
-        day_keys={day: _day_key(parts) for day, parts in key_parts.items()},
-        queries=1,
-    )
-    return report, pageviews
+    session: Session, team_ids: list[int], first_day: date, last_day: date, cluster: str | None
+) -> GapReport:
+    """The gap report of ``team_ids`` over ``[first_day, last_day]``, in two queries."""
+    parameters = {
+        "team_ids": team_ids,
+        "first_day": first_day,
+        "last_day": last_day,
+        "tables": list(PRE_AGGREGATED_TABLES),
+        "trust_records": cluster is not None,
+    }
+    states = {
+        (int(team), table): letters
+        for team, table, letters in (session.query(_STATES, parameters) if team_ids else [])
+    }
+    report = GapReport(first_day, last_day, tuple(team_ids), states, queries=1)
+    needing = set(report.needing_backfill)
+    day_keys = {
+        day: hashlib.sha1(repr(sorted(entries)).encode(), usedforsecurity=False).hexdigest()[:16]
+        for day, entries in session.query(_DAY_KEYS, parameters)
+        if day in needing
+    }
+    return dataclasses.replace(report, day_keys=day_keys, queries=2)
 
 
 _AGGREGATED_PAGEVIEWS = f"""
@@ -243,25 +261,24 @@ GROUP BY team_id, day
 """
 
 
-def write_coverage(
-    session: Session,
-    report: GapReport,
-    source_pageviews: dict[tuple[int, date], int],
-    computed_at: datetime,
-) -> CoverageReport:
+def write_coverage(session: Session, report: GapReport, computed_at: datetime) -> CoverageReport:
     """Store one coverage row per team, day and table of the report."""
-    aggregated: dict[tuple[str, int, date], int] = {}
-    for table in PRE_AGGREGATED_TABLES:
+    window = {
+        "team_ids": list(report.team_ids),
+        "first_day": report.first_day,
+        "last_day": report.last_day,
+    }
+    source = {
+        (int(team), day): int(views)
         for team, day, views in session.query(
-            _AGGREGATED_PAGEVIEWS,
-            {
-                "table": table,
-                "team_ids": list(report.team_ids),
-                "first_day": report.first_day,
-                "last_day": report.last_day,
-            },
-        ):
-            aggregated[(table, int(team), day)] = int(views)
+            f"SELECT team_id, day, pageviews FROM ({SOURCE_DAYS})", window
+        )
+    }
+    aggregated = {
+        (table, int(team), day): int(views)
+        for table in PRE_AGGREGATED_TABLES
+        for team, day, views in session.query(_AGGREGATED_PAGEVIEWS, {**window, "table": table})
+    }
     statuses = report.days
     session.insert_columns(
         COVERAGE,
@@ -269,7 +286,7 @@ def write_coverage(
             "table": [s.table for s in statuses],
             "team_id": [s.team_id for s in statuses],
             "day": [s.day for s in statuses],
-            "source_pageviews": [source_pageviews.get((s.team_id, s.day), 0) for s in statuses],
+            "source_pageviews": [source.get((s.team_id, s.day), 0) for s in statuses],
             "aggregated_pageviews": [
                 aggregated.get((s.table, s.team_id, s.day), 0) for s in statuses
             ],

@@ -188,7 +188,7 @@ TABLES: tuple[Table, ...] = (
             ("events", "SimpleAggregateFunction(sum, UInt64)"),
             ("pageviews", "SimpleAggregateFunction(sum, UInt64)"),
             ("content_hash", "SimpleAggregateFunction(sum, UInt64)"),
-            ("first_hour_hash", "SimpleAggregateFunction(sum, UInt64)"),
+            ("next_first_hour_hash", "SimpleAggregateFunction(sum, UInt64)"),
         ),
         engine="AggregatingMergeTree",
         order_by="(team_id, day)",
@@ -246,19 +246,24 @@ def summary_view_statement(cluster: str | None) -> str:
     """The materialized view that keeps ``events_day_summary`` in step with inserts.
 
     Hash sums change with any added, redelivered or corrected event, whatever the order of
-    inserts and merges; the first hour is kept apart because the previous day's sessions
-    can end in it.
+    inserts and merges. An event of a day's first hour is also counted on the day before
+    (``next_first_hour_hash``): that day's sessions can end in it.
     """
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     event_hash = "cityHash64(uuid, timestamp, event, session_id, pathname, person_id)"
     return (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SOURCE_DAY_SUMMARY_VIEW}{on_cluster}\n"
         f"TO {local_name(SOURCE_DAY_SUMMARY, cluster)}\nAS SELECT\n"
-        "    team_id,\n    toDate(timestamp) AS day,\n    count() AS events,\n"
-        "    countIf(event IN ('$pageview', '$screen') AND session_id != '') AS pageviews,\n"
-        f"    sum({event_hash}) AS content_hash,\n"
-        f"    sumIf({event_hash}, toHour(timestamp) = 0) AS first_hour_hash\n"
-        f"FROM {local_name(EVENTS, cluster)}\nGROUP BY team_id, day"
+        "    team_id,\n"
+        "    toDate(timestamp) - spill AS day,\n"
+        "    countIf(spill = 0) AS events,\n"
+        "    countIf(spill = 0 AND event IN ('$pageview', '$screen') AND session_id != '')"
+        " AS pageviews,\n"
+        f"    sumIf({event_hash}, spill = 0) AS content_hash,\n"
+        f"    sumIf({event_hash}, spill = 1) AS next_first_hour_hash\n"
+        f"FROM {local_name(EVENTS, cluster)}\n"
+        "ARRAY JOIN if(toHour(timestamp) = 0, [0, 1], [0]) AS spill\n"
+        "GROUP BY team_id, day"
     )
 
 

@@ -4,51 +4,47 @@ that a materialized view keeps at insert time (never from raw events)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY
 
-# A day's sessions start on that day and, in practice, end on it or within the next day's
-# first hour; the fingerprint of a day covers exactly those events.
-SOURCE_FINGERPRINTS = f"""
-SELECT team_id, day,
-    cityHash64(sumIf(content_hash, source_day = day), sumIf(first_hour_hash, source_day = day + 1))
-        AS fingerprint
-FROM
-(
-    SELECT team_id, day AS source_day,
-        sum(content_hash) AS content_hash, sum(first_hour_hash) AS first_hour_hash
-    FROM {SOURCE_DAY_SUMMARY}
-    WHERE team_id IN {{team_ids:Array(UInt64)}}
-      AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}} + 1
-    GROUP BY team_id, source_day
-)
-ARRAY JOIN [source_day, source_day - 1] AS day
-WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+# Per team and UTC day: pageviews, and the fingerprint of the events a computation of the
+# day depends on: the day itself and the next day's first hour, where its sessions end.
+SOURCE_DAYS = f"""
+SELECT team_id, day, sum(pageviews) AS pageviews,
+    cityHash64(sum(content_hash), sum(next_first_hour_hash)) AS fingerprint
+FROM {SOURCE_DAY_SUMMARY}
+WHERE team_id IN {{team_ids:Array(UInt64)}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
 GROUP BY team_id, day
 """
+# One number per day for all teams: equal totals mean every team's fingerprint is unchanged.
+DAY_TOTAL = "sum(cityHash64(team_id, fingerprint))"
+MAP_TOTAL = "arraySum(arrayMap((t, f) -> cityHash64(t, f), mapKeys({map}), mapValues({map})))"
 
-SOURCE_EVENTS = f"""
+_EVENTS_READ = f"""
 SELECT sum(events) FROM {SOURCE_DAY_SUMMARY}
 WHERE team_id IN {{team_ids:Array(UInt64)}}
   AND day BETWEEN {{first_day:Date}} - 1 AND {{last_day:Date}} + 1
 """
 
 
-def source_fingerprints(
-    session: Session, team_ids: Sequence[int], first_day: date, last_day: date
-) -> dict[tuple[int, date], int]:
-    """Fingerprint of the source events behind each (team, UTC day) that has any."""
-    parameters = {"team_ids": list(team_ids), "first_day": first_day, "last_day": last_day}
-    rows = session.query(SOURCE_FINGERPRINTS, parameters)
-    return {(int(team), day): int(fingerprint) for team, day, fingerprint in rows}
+@dataclass(frozen=True)
+class SourceSnapshot:
+    fingerprints: dict[tuple[int, date], int]  # (team_id, day) -> fingerprint
+    events: int  # events of the UTC days an aggregation of the range reads
 
 
-def source_events(
+def source_snapshot(
     session: Session, team_ids: Sequence[int], first_day: date, last_day: date
-) -> int:
-    """Events of the UTC days an aggregation of ``[first_day, last_day]`` reads."""
+) -> SourceSnapshot:
+    """Fingerprints of every (team, day) with source events, and the events a computation of
+    the range reads."""
     parameters = {"team_ids": list(team_ids), "first_day": first_day, "last_day": last_day}
-    [(events,)] = session.query(SOURCE_EVENTS, parameters)
-    return int(events or 0)
+    rows = session.query(f"SELECT team_id, day, fingerprint FROM ({SOURCE_DAYS})", parameters)
+    [(events,)] = session.query(_EVENTS_READ, parameters)
+    return SourceSnapshot(
+        fingerprints={(int(team), day): int(fingerprint) for team, day, fingerprint in rows},
+        events=int(events or 0),
+    )

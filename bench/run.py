@@ -1,0 +1,361 @@
+"""Benchmark: the system measured side by side against raw queries, a minimal-work floor and
+a PostHog-style gap detector, on generated traffic. ``python3 tasks.py bench``.
+
+Every figure is a ratio of two timings taken in the same run (the machine is shared and
+noisy): alternating repeats, medians. Results go to ``bench/results/latest.json`` and a
+dated copy beside it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+import web_analytics
+from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
+from web_analytics.warehouse import backfill
+from web_analytics.warehouse.gaps import detect
+from web_analytics.warehouse.schema import (
+    BACKFILL_STATUS,
+    EVENTS,
+    SOURCE_DAY_SUMMARY,
+    STATS,
+    TEAMS,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+LAST_DAY = date(2024, 1, 30)
+
+FLOOR = f"""
+INSERT INTO bench_floor
+SELECT team_id, toStartOfHour(timestamp) AS hour,
+    uniqState(if(person_id = '', distinct_id, person_id)), uniqState(session_id), count()
+FROM {EVENTS}
+WHERE timestamp >= {{start:DateTime64(6, 'UTC')}} AND timestamp < {{end:DateTime64(6, 'UTC')}}
+GROUP BY team_id, hour
+"""
+FLOOR_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_floor (
+    team_id UInt64, hour DateTime,
+    persons AggregateFunction(uniq, String), sessions AggregateFunction(uniq, String),
+    events UInt64
+) ENGINE = Null
+"""
+# What PostHog's detector does: every enabled team and date, left-joined against the distinct
+# team/day rows of the pre-aggregated table.
+POSTHOG_DETECTOR = f"""
+SELECT t.team_id, d.day
+FROM (SELECT team_id FROM {TEAMS} FINAL WHERE enabled) AS t
+CROSS JOIN
+(
+    SELECT toDate({{first_day:Date}}) + number AS day
+    FROM numbers(dateDiff('day', {{first_day:Date}}, {{last_day:Date}}) + 1)
+) AS d
+LEFT JOIN
+(
+    SELECT DISTINCT team_id, toDate(period_bucket) AS day FROM {STATS}
+    WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+) AS p ON p.team_id = t.team_id AND p.day = d.day
+WHERE p.team_id = 0
+"""
+
+
+def median_time(operation: Callable[[], object], repeats: int) -> float:
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        operation()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def side_by_side(
+    first: Callable[[], object], second: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median timings of two operations, alternated so noise hits both alike."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(median_time(first, 1))
+        b.append(median_time(second, 1))
+    return statistics.median(a), statistics.median(b)
+
+
+def utc(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+def load_dataset(url: str, events: int, teams: int, days: int) -> tuple[int, float]:
+    warehouse = web_analytics.connect(url)
+    warehouse.ensure_schema()
+    options = GeneratorOptions(seed=11, events=events, days=days, last_day=LAST_DAY, teams=teams)
+    for team in team_profiles(teams, options.seed):
+        warehouse.upsert_team(team.team_id, team.timezone)
+    started = time.perf_counter()
+    inserted = warehouse.insert_event_columns(generate_batches(options))
+    return inserted, time.perf_counter() - started
+
+
+def peak_memory_of_aggregation(url: str, first: date, last: date) -> tuple[float, float]:
+    """Seconds and peak resident memory (GiB) of ``aggregate`` in a fresh process."""
+    code = (
+        "import json, resource, time, datetime as d, web_analytics as w\n"
+        f"wh = w.connect({url!r})\n"
+        "t = time.perf_counter()\n"
+        f"wh.aggregate(d.date.fromisoformat({first.isoformat()!r}), "
+        f"d.date.fromisoformat({last.isoformat()!r}))\n"
+        "print(json.dumps([time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    seconds, max_rss_kib = json.loads(output.strip().splitlines()[-1])
+    return seconds, max_rss_kib / 1024**2
+
+
+def dagster_overhead(url: str, first: date, last: date, repeats: int) -> tuple[float, float]:
+    import dagster as dg
+
+    from web_analytics.orchestration.assets import web_pre_aggregated_tables
+    from web_analytics.orchestration.resources import ClickhouseCluster
+
+    warehouse = web_analytics.connect(url)
+    resources = {"clickhouse": ClickhouseCluster(url=url)}
+    with dg.instance_for_test() as instance:
+        return side_by_side(
+            lambda: dg.materialize(
+                [web_pre_aggregated_tables],
+                resources=resources,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                },
+            ),
+            lambda: warehouse.aggregate(first, last),
+            repeats,
+        )
+
+
+def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dict[str, float]:
+    """find_gaps over ``teams`` x ``days`` of synthetic summary and status history, against a
+    PostHog-style detector over the same data."""
+    warehouse = web_analytics.connect(url)
+    warehouse.ensure_schema()
+    today = LAST_DAY + timedelta(days=1)
+    first_day = today - timedelta(days=days)
+    with warehouse.session() as session:
+        session.command(
+            f"INSERT INTO {TEAMS} (team_id, timezone, enabled) "
+            "SELECT number + 1, 'UTC', true FROM numbers({teams:UInt64})",
+            {"teams": teams},
+        )
+        # Every team has traffic every day; one day in 50 got late events (stale).
+        session.command(
+            f"INSERT INTO {SOURCE_DAY_SUMMARY} SELECT team, day, 100, 40, "
+            "cityHash64(team, day, if((team + day) % 50 = 0, 1, 0)), 0 "
+            "FROM (SELECT number % {teams:UInt64} + 1 AS team, "
+            "{first_day:Date} + intDiv(number, {teams:UInt64}) AS day "
+            "FROM numbers({rows:UInt64}))",
+            {"teams": teams, "first_day": first_day, "rows": teams * days},
+        )
+        # The fingerprint each day was computed with, as find_gaps's own query derives it.
+        computed = session.query(
+            "SELECT day, groupArray(team_id), groupArray(cityHash64(content_hash, 0)) FROM "
+            "(SELECT team_id, day, cityHash64(team_id, day, 0) AS content_hash "
+            f"FROM {SOURCE_DAY_SUMMARY}) GROUP BY day"
+        )
+        started_at = datetime.now(UTC)
+        for day, team_ids, fingerprints in computed:
+            fingerprints_of_day = {(t, day): f for t, f in zip(team_ids, fingerprints, strict=True)}
+            status = (
+                backfill.AttemptStatus.FAILED if day.day == 13 else backfill.AttemptStatus.SUCCEEDED
+            )
+            backfill.record_attempt(
+                session,
+                [day],
+                run_id=f"bench-{day}",
+                trigger="bench",
+                status=status,
+                started_at=started_at,
+                fingerprints=fingerprints_of_day if status == "succeeded" else None,
+            )
+        for table in (STATS, "web_pre_aggregated_bounces"):
+            session.command(
+                f"INSERT INTO {table} (team_id, period_bucket, dimension, value) "
+                "SELECT number % {teams:UInt64} + 1, "
+                "toDateTime({first_day:Date}) + toIntervalDay(intDiv(number, {teams:UInt64})), "
+                "'', '' FROM numbers({rows:UInt64})",
+                {"teams": teams, "first_day": first_day, "rows": teams * days},
+                settings={"max_partitions_per_insert_block": 0},
+            )
+        [(records,)] = session.query(f"SELECT count() FROM {BACKFILL_STATUS}")
+        team_ids = list(range(1, teams + 1))
+        ours, posthog = side_by_side(
+            lambda: detect(session, team_ids, first_day, today - timedelta(days=1), None),
+            lambda: session.query(
+                POSTHOG_DETECTOR, {"first_day": first_day, "last_day": today - timedelta(days=1)}
+            ),
+            repeats,
+        )
+    started = time.perf_counter()
+    report = warehouse.find_gaps(days_back=days, today=today)
+    end_to_end = time.perf_counter() - started
+    return {
+        "gap_detection_seconds": end_to_end,
+        "gap_detection_query_seconds": ours,
+        "gap_detection_queries": report.queries,
+        "posthog_detector_seconds": posthog,
+        "gap_detection_vs_posthog_speedup": posthog / ours,
+        "status_records": int(records),
+        "team_days": len(report.days) // 2,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--teams", type=int, default=50)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--store", type=Path, default=ROOT / ".data" / "bench")
+    args = parser.parse_args()
+    shutil.rmtree(args.store, ignore_errors=True)
+    url = f"chdb://{args.store.absolute() / 'events'}"
+    first_day = LAST_DAY - timedelta(days=args.days - 1)
+    figures: dict[str, object] = {}
+    started_all = time.perf_counter()
+
+    events, load_seconds = load_dataset(url, args.events, args.teams, args.days)
+    print(f"Loaded {events:,} events in {load_seconds:.0f} s ({events / load_seconds:,.0f}/s)")
+
+    seconds, peak_gib = peak_memory_of_aggregation(url, first_day, LAST_DAY)
+    figures["peak_memory_gib"] = peak_gib
+    print(f"First aggregation: {seconds:.1f} s, peak resident memory {peak_gib:.2f} GiB")
+
+    warehouse = web_analytics.connect(url)
+    with warehouse.session() as session:
+        session.command(FLOOR_TABLE)
+        window = {"start": utc(first_day), "end": utc(LAST_DAY + timedelta(days=1))}
+        aggregation, floor = side_by_side(
+            lambda: warehouse.aggregate(first_day, LAST_DAY),
+            lambda: session.command(FLOOR, window),
+            max(2, args.repeats // 2),
+        )
+        figures["aggregation_seconds"] = aggregation
+        figures["floor_seconds"] = floor
+        figures["aggregation_vs_floor"] = aggregation / floor
+        figures["aggregation_events_per_second"] = events / aggregation
+
+        daily = sum(
+            median_time(lambda d=day: warehouse.aggregate(d, d), 1)
+            for day in (first_day + timedelta(days=i) for i in range(args.days))
+        )
+        figures["daily_runs_seconds"] = daily
+        figures["range_vs_daily_speedup"] = daily / aggregation
+
+        growth = {}
+        for days in (3, 9, args.days):
+            first = LAST_DAY - timedelta(days=days - 1)
+            [(count,)] = session.query(
+                f"SELECT count() FROM {EVENTS} WHERE toDate(timestamp) BETWEEN "
+                "{first:Date} AND {last:Date}",
+                {"first": first, "last": LAST_DAY},
+            )
+            growth[int(count)] = median_time(lambda f=first: warehouse.aggregate(f, LAST_DAY), 1)
+        figures["growth"] = growth
+
+        biggest = max(warehouse.summary().events_per_team.items(), key=lambda kv: kv[1])[0]
+        team = warehouse.team(biggest)
+        local_first, local_last = first_day + timedelta(days=1), LAST_DAY - timedelta(days=1)
+        pre, raw = side_by_side(
+            lambda: warehouse.overview(team.team_id, local_first, local_last),
+            lambda: warehouse.overview(team.team_id, local_first, local_last, source="raw"),
+            args.repeats,
+        )
+        figures |= {"overview_ms": pre * 1000, "overview_raw_ms": raw * 1000}
+        figures["overview_speedup"] = raw / pre
+        pre, raw = side_by_side(
+            lambda: warehouse.breakdown(team.team_id, "pathname", local_first, local_last),
+            lambda: warehouse.breakdown(
+                team.team_id, "pathname", local_first, local_last, source="raw"
+            ),
+            args.repeats,
+        )
+        figures |= {"pathname_ms": pre * 1000, "pathname_raw_ms": raw * 1000}
+        figures["pathname_speedup"] = raw / pre
+
+    week_first = LAST_DAY - timedelta(days=6)
+    through_dagster, direct = dagster_overhead(url, week_first, LAST_DAY, max(2, args.repeats // 2))
+    figures |= {"dagster_seconds": through_dagster, "direct_seconds": direct}
+    figures["dagster_overhead"] = through_dagster / direct
+
+    gaps_url = f"chdb://{args.store.absolute() / 'gaps'}"
+    figures |= gap_detection_at_scale(gaps_url, teams=1000, days=365, repeats=args.repeats)
+
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "versions": {"chdb": version("chdb"), "dagster": version("dagster")},
+        "dataset": {
+            "events": events,
+            "teams": args.teams,
+            "days": args.days,
+            "load_seconds": round(load_seconds, 1),
+        },
+        "total_seconds": round(time.perf_counter() - started_all, 1),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    (RESULTS / "latest.json").write_text(text)
+    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}.json").write_text(text)
+    print_table(result)
+
+
+TARGETS = {
+    "overview_speedup": ("30-day overview, pre-aggregated vs raw", ">= 50x", lambda v: v >= 50),
+    "pathname_speedup": ("30-day pathname breakdown vs raw", ">= 20x", lambda v: v >= 20),
+    "aggregation_vs_floor": ("aggregation vs floor scan", "<= 3x", lambda v: v <= 3),
+    "range_vs_daily_speedup": ("30-day range vs 30 daily runs", ">= 2x", lambda v: v >= 2),
+    "dagster_overhead": ("7-day materialization vs direct", "<= 1.3x", lambda v: v <= 1.3),
+    "gap_detection_seconds": ("gap detection, 1,000 teams x 365 days", "< 1 s", lambda v: v < 1),
+    "gap_detection_vs_posthog_speedup": (
+        "gap detection vs PostHog-style",
+        ">= 10x",
+        lambda v: v >= 10,
+    ),
+    "peak_memory_gib": ("peak memory of the 30-day aggregation", "< 2 GiB", lambda v: v < 2),
+}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{'figure':<44} {'value':>10}  {'target':<9} ok")
+    for key, (label, target, holds) in TARGETS.items():
+        value = result[key]
+        print(f"{label:<44} {value:>10.2f}  {target:<9} {'yes' if holds(value) else 'NO'}")
+    print(
+        f"{'aggregation events per second':<44} {result['aggregation_events_per_second']:>10,.0f}"
+    )
+    print(f"{'gap detection queries':<44} {result['gap_detection_queries']:>10}")
+    for events, seconds in result["growth"].items():
+        print(f"{f'aggregation of {int(events):,} events (s)':<44} {seconds:>10.2f}")
+    print(f"(total {result['total_seconds']:.0f} s; written to bench/results/latest.json)")
+
+
+if __name__ == "__main__":
+    main()
