@@ -160,20 +160,25 @@ def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dic
             "SELECT number + 1, 'UTC', true FROM numbers({teams:UInt64})",
             {"teams": teams},
         )
-        # Every team has traffic every day; one day in 50 got late events (stale).
+        # Every team has traffic every day; in the last three days every tenth team got late
+        # events (stale), one day's run failed and two days were never computed.
         session.command(
             f"INSERT INTO {SOURCE_DAY_SUMMARY} SELECT team, day, 100, 40, "
-            "cityHash64(team, day, if((team + day) % 50 = 0, 1, 0)), 0 "
+            "cityHash64(team, day, if(team % 10 = 0 AND day >= {stale_from:Date}, 1, 0)), 0 "
             "FROM (SELECT number % {teams:UInt64} + 1 AS team, "
             "{first_day:Date} + intDiv(number, {teams:UInt64}) AS day "
             "FROM numbers({rows:UInt64}))",
-            {"teams": teams, "first_day": first_day, "rows": teams * days},
+            {
+                "teams": teams,
+                "first_day": first_day,
+                "rows": teams * days,
+                "stale_from": today - timedelta(days=3),
+            },
         )
-        # The fingerprint each day was computed with, as find_gaps's own query derives it.
+        # What each day was computed with: the same events, without the late ones.
         computed = session.query(
-            "SELECT day, groupArray(team_id), groupArray(cityHash64(content_hash, 0)) FROM "
-            "(SELECT team_id, day, cityHash64(team_id, day, 0) AS content_hash "
-            f"FROM {SOURCE_DAY_SUMMARY}) GROUP BY day"
+            "SELECT day, groupArray(team_id), groupArray(cityHash64(team_id, day, 0)) "
+            f"FROM {SOURCE_DAY_SUMMARY} GROUP BY day"
         )
         started_at = datetime.now(UTC)
         for day, team_ids, fingerprints in computed:
@@ -190,13 +195,15 @@ def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dic
                 started_at=started_at,
                 fingerprints=fingerprints_of_day if status == "succeeded" else None,
             )
+        # The pre-aggregated tables the PostHog-style detector scans: the hourly totals rows
+        # of every team and day (real tables hold many more rows per hour, one per value).
         for table in (STATS, "web_pre_aggregated_bounces"):
             session.command(
                 f"INSERT INTO {table} (team_id, period_bucket, dimension, value) "
                 "SELECT number % {teams:UInt64} + 1, "
-                "toDateTime({first_day:Date}) + toIntervalDay(intDiv(number, {teams:UInt64})), "
+                "toDateTime({first_day:Date}) + toIntervalHour(intDiv(number, {teams:UInt64})), "
                 "'', '' FROM numbers({rows:UInt64})",
-                {"teams": teams, "first_day": first_day, "rows": teams * days},
+                {"teams": teams, "first_day": first_day, "rows": teams * days * 24},
                 settings={"max_partitions_per_insert_block": 0},
             )
         [(records,)] = session.query(f"SELECT count() FROM {BACKFILL_STATUS}")

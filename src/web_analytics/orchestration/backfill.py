@@ -50,7 +50,7 @@ def backfill_requests(
     if not needing:
         return dg.SkipReason(
             f"No missing, stale or failed days in the last {lookback_days} days "
-            f"({len(report.team_ids)} enabled teams)."
+            f"({len(report.team_ids)} enabled team{'' if len(report.team_ids) == 1 else 's'})."
         )
     busy = days_in_flight(instance)
     to_launch = [day for day in needing if day not in busy][:max_days]

@@ -5,6 +5,7 @@ from pydantic import Field, field_validator
 
 from web_analytics.warehouse.connection import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
+    LOCK_TIMEOUT_ENV,
     URL_ENV,
     parse_url,
 )
@@ -21,9 +22,12 @@ class ClickhouseCluster(dg.ConfigurableResource):
             f"Unset: ${URL_ENV}, else the embedded store in ./.data/clickhouse."
         ),
     )
-    lock_timeout_seconds: float = Field(
-        default=DEFAULT_LOCK_TIMEOUT_SECONDS,
-        description="How long to wait for another process using the embedded store.",
+    lock_timeout_seconds: float | None = Field(
+        default=None,
+        description=(
+            "How long to wait for another process using the embedded store. Unset: "
+            f"${LOCK_TIMEOUT_ENV}, else {DEFAULT_LOCK_TIMEOUT_SECONDS:g} s."
+        ),
     )
 
     @field_validator("url")
@@ -35,8 +39,8 @@ class ClickhouseCluster(dg.ConfigurableResource):
 
     @field_validator("lock_timeout_seconds")
     @classmethod
-    def _valid_timeout(cls, seconds: float) -> float:
-        if not 0 < seconds <= 86_400:
+    def _valid_timeout(cls, seconds: float | None) -> float | None:
+        if seconds is not None and not 0 < seconds <= 86_400:
             raise ValueError("lock_timeout_seconds must be between 0 and 86400")
         return seconds
 

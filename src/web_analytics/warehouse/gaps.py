@@ -22,7 +22,7 @@ from web_analytics.warehouse.schema import (
     COVERAGE,
     PRE_AGGREGATED_TABLES,
 )
-from web_analytics.warehouse.source import DAY_TOTAL, MAP_TOTAL, SOURCE_DAYS
+from web_analytics.warehouse.source import SOURCE_DAY_TOTALS, SOURCE_DAYS
 
 
 class DayState(StrEnum):
@@ -155,11 +155,10 @@ class CoverageReport:
 
 
 # Per table and UTC day of the window: the latest attempt, the team fingerprints of the latest
-# success, whether its partition exists, and whether every team is unchanged since (the fast
-# path: one comparison per day instead of one per team).
+# success, whether its partition exists, and whether every team is unchanged since (one
+# comparison per day: fingerprints add up).
 _DAYS = f"""
-source AS ({SOURCE_DAYS}),
-current AS (SELECT day, {DAY_TOTAL} AS total FROM source GROUP BY day),
+current AS ({SOURCE_DAY_TOTALS}),
 attempts AS
 (
     SELECT table, day,
@@ -179,42 +178,50 @@ partitions AS
 ),
 days AS
 (
-    SELECT tables.table AS table, window.day AS day, attempts.last_status AS last_status,
-        attempts.last_run_id AS last_run_id, attempts.recorded AS recorded,
+    SELECT attempts.table AS table, attempts.day AS day, last_status, last_run_id, recorded,
         current.total AS total,
-        attempts.computed AND ({{trust_records:Bool}} OR partitions.day = window.day) AS written,
-        written AND {MAP_TOTAL.format(map="attempts.recorded")} = current.total AS unchanged
-    FROM (SELECT arrayJoin({{tables:Array(String)}}) AS table) AS tables
-    CROSS JOIN
-    (
-        SELECT {{first_day:Date}} + number AS day
-        FROM numbers(dateDiff('day', {{first_day:Date}}, {{last_day:Date}}) + 1)
-    ) AS window
-    LEFT JOIN attempts ON attempts.table = tables.table AND attempts.day = window.day
-    LEFT JOIN current ON current.day = window.day
-    LEFT JOIN partitions ON partitions.table = tables.table AND partitions.day = window.day
+        computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
+        written AND arraySum(mapValues(recorded)) = current.total AS unchanged
+    FROM attempts
+    LEFT JOIN current ON current.day = attempts.day
+    LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
 )"""
 # A written day whose partition is gone (dropped by hand) counts as missing again; on a
 # cluster the parts live on other nodes, so the status records are trusted there.
 
+# One row per team with traffic and table: a letter per day of the window, 'e' (empty) where
+# the team had no events. Team fingerprints are looked up only on days whose total changed.
 _STATES = f"""
-WITH {_DAYS}
-SELECT team_id, table, arrayStringConcat(arrayMap(x -> x.2, arraySort(groupArray((day, letter)))))
+WITH {_DAYS},
+source AS ({SOURCE_DAYS}),
+recorded AS
+(
+    SELECT table, day, team_id, fingerprint
+    FROM days
+    ARRAY JOIN mapKeys(recorded) AS team_id, mapValues(recorded) AS fingerprint
+    WHERE written AND NOT unchanged
+)
+SELECT team_id, table,
+    arrayStringConcat(groupArrayInsertAt('e', {{day_count:UInt32}})(letter, offset))
 FROM
 (
-    SELECT teams.team_id AS team_id, days.table AS table, days.day AS day,
+    SELECT source.team_id AS team_id, tables.table AS table,
+        toUInt32(source.day - {{first_day:Date}}) AS offset,
+        recorded.day = source.day AS was_computed,
         multiIf(
             source.pageviews = 0, 'e',
             days.unchanged, 'c',
-            days.written AND mapContains(days.recorded, team_id)
-                AND days.recorded[team_id] = source.fingerprint, 'c',
+            was_computed AND recorded.fingerprint = source.fingerprint, 'c',
             days.last_status IN ('failed', 'started'), 'f',
-            days.written AND mapContains(days.recorded, team_id), 's',
+            was_computed, 's',
             'm'
         ) AS letter
-    FROM (SELECT arrayJoin({{team_ids:Array(UInt64)}}) AS team_id) AS teams
-    CROSS JOIN days
-    LEFT JOIN source ON source.team_id = teams.team_id AND source.day = days.day
+    FROM source
+    CROSS JOIN (SELECT arrayJoin({{tables:Array(String)}}) AS table) AS tables
+    LEFT JOIN days ON days.table = tables.table AND days.day = source.day
+    LEFT JOIN recorded
+        ON recorded.table = tables.table AND recorded.day = source.day
+        AND recorded.team_id = source.team_id
 )
 GROUP BY team_id, table
 SETTINGS join_use_nulls = 0
@@ -237,11 +244,13 @@ def detect(
         "last_day": last_day,
         "tables": list(PRE_AGGREGATED_TABLES),
         "trust_records": cluster is not None,
+        "day_count": (last_day - first_day).days + 1,
     }
-    states = {
-        (int(team), table): letters
-        for team, table, letters in (session.query(_STATES, parameters) if team_ids else [])
-    }
+    no_traffic = "e" * parameters["day_count"]
+    states = {(team, table): no_traffic for team in team_ids for table in PRE_AGGREGATED_TABLES}
+    if team_ids:
+        for team, table, letters in session.query(_STATES, parameters):
+            states[(int(team), table)] = letters
     report = GapReport(first_day, last_day, tuple(team_ids), states, queries=1)
     needing = set(report.needing_backfill)
     day_keys = {

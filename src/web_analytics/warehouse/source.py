@@ -11,17 +11,22 @@ from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY
 
 # Per team and UTC day: pageviews, and the fingerprint of the events a computation of the
-# day depends on: the day itself and the next day's first hour, where its sessions end.
+# day depends on: the day itself and the next day's first hour, where its sessions end. The
+# fingerprint is a sum of event hashes, so fingerprints add up: a day's total over all teams
+# is the sum of theirs, and one comparison per day tells whether any team changed.
+FINGERPRINT = "sum(content_hash) + sum(next_first_hour_hash) * 11400714819323198485"
 SOURCE_DAYS = f"""
-SELECT team_id, day, sum(pageviews) AS pageviews,
-    cityHash64(sum(content_hash), sum(next_first_hour_hash)) AS fingerprint
+SELECT team_id, day, sum(pageviews) AS pageviews, {FINGERPRINT} AS fingerprint
 FROM {SOURCE_DAY_SUMMARY}
 WHERE team_id IN {{team_ids:Array(UInt64)}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
 GROUP BY team_id, day
 """
-# One number per day for all teams: equal totals mean every team's fingerprint is unchanged.
-DAY_TOTAL = "sum(cityHash64(team_id, fingerprint))"
-MAP_TOTAL = "arraySum(arrayMap((t, f) -> cityHash64(t, f), mapKeys({map}), mapValues({map})))"
+SOURCE_DAY_TOTALS = f"""
+SELECT day, {FINGERPRINT} AS total
+FROM {SOURCE_DAY_SUMMARY}
+WHERE team_id IN {{team_ids:Array(UInt64)}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+GROUP BY day
+"""
 
 _EVENTS_READ = f"""
 SELECT sum(events) FROM {SOURCE_DAY_SUMMARY}

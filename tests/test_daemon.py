@@ -1,0 +1,137 @@
+"""End to end with the real Dagster daemon: the backfill sensor finds the missing and stale
+days of an embedded store and launches runs that fill them, while the daemon, its code
+server, the run workers and this test take turns on the store.
+
+Slow (a few minutes): run with ``pytest -m slow tests/test_daemon.py``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from test_gaps import pageviews, traffic
+
+import web_analytics
+from web_analytics.orchestration.backfill import IN_FLIGHT
+from web_analytics.orchestration.jobs import check_missing_data_job
+from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.warehouse.backfill import AttemptStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+DAEMON = ROOT / ".venv" / "bin" / "dagster-daemon"
+LOCK_TIMEOUT = 300.0
+FILL_TIMEOUT = 8 * 60
+SENSOR = "web_analytics_backfill_sensor"
+
+pytestmark = pytest.mark.slow
+
+
+def ago(days: int) -> date:
+    return datetime.now(UTC).date() - timedelta(days=days)
+
+
+def prepare_store(url: str) -> list[date]:
+    """Team 1 with traffic on T-4..T-1: T-4 computed then a late session (stale), T-3 and
+    T-2 never computed (missing), T-1 complete. Returns the days to fill."""
+    warehouse = web_analytics.connect(url, lock_timeout=LOCK_TIMEOUT)
+    warehouse.ensure_schema()
+    warehouse.insert_events(traffic((1,), [ago(n) for n in (4, 3, 2, 1)]))
+    warehouse.aggregate(ago(4), ago(4))
+    warehouse.aggregate(ago(1), ago(1))
+    warehouse.insert_events(pageviews(1, ago(4), "late", hour=15, count=1))
+    report = warehouse.find_gaps(days_back=30)
+    assert report.needing_backfill == [ago(4), ago(3), ago(2)]
+    assert {s.state.value for s in report.days if s.day == ago(4)} == {"stale"}
+    return report.needing_backfill
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the daemon's process group (it spawns a code server), then SIGKILL."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def runs_of(filters: dg.RunsFilter) -> list[dg.DagsterRun]:
+    """Runs of the instance in $DAGSTER_HOME (the daemon's)."""
+    with dg.DagsterInstance.get() as instance:
+        return list(instance.get_runs(filters=filters))
+
+
+def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
+    to_fill = prepare_store(store_url)
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "WEB_ANALYTICS_URL": store_url,
+        "WEB_ANALYTICS_BACKFILL_SENSOR_INTERVAL_SECONDS": "5",
+        "WEB_ANALYTICS_LOCK_TIMEOUT": str(int(LOCK_TIMEOUT)),
+    }
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen(
+        [str(DAEMON), "run", "-m", "web_analytics.definitions"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, stopped as one
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))  # the daemon's instance, read here
+    warehouse = web_analytics.connect(store_url, lock_timeout=LOCK_TIMEOUT)
+    try:
+        # Filled, and every launched run finished (its accuracy checks run after the write).
+        deadline = time.monotonic() + FILL_TIMEOUT
+        needing, running = to_fill, []
+        while (needing or running) and time.monotonic() < deadline:
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-5000:]
+            time.sleep(10)
+            needing = warehouse.find_gaps(days_back=30).needing_backfill
+            running = runs_of(dg.RunsFilter(statuses=IN_FLIGHT))
+        assert (needing, running) == ([], []), (
+            f"after {FILL_TIMEOUT} s; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-5000:]
+        )
+    finally:
+        stop(daemon)
+        log.close()
+
+    # The diagnostic job agrees: nothing left to fill, nothing churned on empty days.
+    result = check_missing_data_job.execute_in_process(
+        resources={
+            "clickhouse": ClickhouseCluster(url=store_url, lock_timeout_seconds=LOCK_TIMEOUT)
+        }
+    )
+    report = result.output_for_node("check_missing_data_op")
+    assert report.needing_backfill == []
+    # Team 1, T-4..T-1, both tables; every other day of the window had no traffic.
+    assert len(report.by_state("complete")) == 4 * 2
+
+    # Every filled day was written by a successful run that the sensor launched, and the
+    # status records name that run and the sensor.
+    runs = runs_of(
+        dg.RunsFilter(tags={"dagster/sensor_name": SENSOR}, statuses=[dg.DagsterRunStatus.SUCCESS])
+    )
+    records = warehouse.backfill_records(ago(4), ago(2))
+    for day in to_fill:
+        launched = {run.run_id for run in runs if run.tags["dagster/partition"] == str(day)}
+        recorded = {
+            r.run_id
+            for r in records
+            if (r.day, r.status, r.trigger) == (day, AttemptStatus.SUCCEEDED, f"sensor:{SENSOR}")
+        }
+        assert launched and launched <= recorded, (day, launched, records)
