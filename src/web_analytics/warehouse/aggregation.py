@@ -3,8 +3,11 @@ then swapping each day in atomically from staging."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -90,6 +93,43 @@ def _alter_partitions(
         )
 
 
+# On the embedded store the engine dies with the process, and a partition swap cut short can
+# leave a day's old and new parts both active. Swaps are therefore journaled: the journal
+# lists them before they start, and whoever opens the store next redoes them from staging
+# (which is cleared only after the journal is gone), so every day ends new and complete.
+SWAP_JOURNAL = ".web_analytics.swaps.json"
+
+
+@contextmanager
+def _journaled(session: Session, swaps: dict[str, list[str]]) -> Iterator[None]:
+    directory = session.local_state_dir
+    if directory is None:
+        yield
+        return
+    journal = directory / SWAP_JOURNAL
+    temporary = journal.with_suffix(".tmp")
+    with open(temporary, "w") as handle:
+        json.dump(swaps, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, journal)
+    yield
+    journal.unlink()
+
+
+def finish_interrupted_swaps(session: Session) -> bool:
+    """Redo the swaps of a run that died while swapping; ``True`` if there were any."""
+    directory = session.local_state_dir
+    journal = directory / SWAP_JOURNAL if directory is not None else None
+    if journal is None or not journal.exists():
+        return False
+    swaps = json.loads(journal.read_text())
+    for table, commands in swaps.items():
+        _alter_partitions(session, table, commands, cluster=None)
+    journal.unlink()
+    return True
+
+
 def aggregate_range(
     session: Session,
     team_timezones: dict[int, str],
@@ -158,20 +198,19 @@ def aggregate_range(
             session.command(
                 f"SYSTEM SYNC REPLICA ON CLUSTER {cluster} {local_name(staging[table], cluster)}"
             )
-    for table in PRE_AGGREGATED_TABLES:
-        source = local_name(staging[table], cluster)
-        _alter_partitions(
-            session,
-            table,
-            [
-                f"REPLACE PARTITION ID '{partition_id(day)}' FROM {source}"
-                if rows[table][day]
-                # ClickHouse refuses to replace from an empty partition: the day is empty.
-                else f"DROP PARTITION ID '{partition_id(day)}'"
-                for day in days
-            ],
-            cluster,
-        )
+    swaps = {
+        table: [
+            f"REPLACE PARTITION ID '{partition_id(day)}' FROM {local_name(staging[table], cluster)}"
+            if rows[table][day]
+            # ClickHouse refuses to replace from an empty partition: the day is empty.
+            else f"DROP PARTITION ID '{partition_id(day)}'"
+            for day in days
+        ]
+        for table in PRE_AGGREGATED_TABLES
+    }
+    with _journaled(session, swaps):
+        for table, commands in swaps.items():
+            _alter_partitions(session, table, commands, cluster)
     clear_staging()
     return AggregationResult(
         first_day=first_day,

@@ -205,6 +205,12 @@ class Session:
         self.target = target
         self.retry = retry
 
+    @property
+    def local_state_dir(self) -> Path | None:
+        """Where state that must survive this process lives: the embedded store's directory
+        (the engine dies with the process); ``None`` on a server, which outlives us."""
+        return self.target.path if self.target.kind == "embedded" else None
+
     def _call(self, operation: Callable[[], T]) -> T:
         try:
             return self.retry.run(operation)

@@ -104,6 +104,10 @@ class Warehouse:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self.store.session() as session:
+            if aggregation.finish_interrupted_swaps(session):
+                logging.getLogger(__name__).warning(
+                    "finished the partition swaps of a run that died while swapping"
+                )
             yield session
 
     def local(self, table: str) -> str:

@@ -1,0 +1,337 @@
+"""The Dagster shell, run for real: materializations, partition ranges, accuracy checks,
+run config, and the definitions the CLI and UI load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import dagster as dg
+import pytest
+
+import web_analytics
+from web_analytics.orchestration.assets import (
+    accuracy_checks,
+    web_analytics_tables,
+    web_pre_aggregated_tables,
+)
+from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
+
+DAYS = [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+METADATA_KEYS = {
+    "days",
+    "rows_written",
+    "rows_per_day",
+    "source_events_read",
+    "duration_seconds",
+    "clickhouse_settings",
+}
+ASSETS_AND_CHECKS = [web_pre_aggregated_tables, *accuracy_checks]
+
+
+def session_events(team_id: int, session_id: str, *timestamps: str) -> list[dict[str, object]]:
+    return [
+        {
+            "event": "$pageview",
+            "timestamp": timestamp,
+            "team_id": team_id,
+            "distinct_id": f"person-{session_id}",
+            "properties": {"$session_id": session_id, "$pathname": "/"},
+        }
+        for timestamp in timestamps
+    ]
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def loaded(warehouse: web_analytics.Warehouse) -> web_analytics.Warehouse:
+    """Teams 1 and 2 (UTC): one session a day on Jan 1-3, pageviews at 12:00:00 and 12:00:30."""
+    with warehouse.session():
+        for team in (1, 2):
+            warehouse.upsert_team(team, "UTC")
+            warehouse.insert_events(
+                event
+                for day in DAYS
+                for event in session_events(
+                    team, f"{team}-{day}", f"{day}T12:00:00Z", f"{day}T12:00:30Z"
+                )
+            )
+    return warehouse
+
+
+def materialize(
+    clickhouse: ClickhouseCluster,
+    instance: dg.DagsterInstance,
+    assets: list = ASSETS_AND_CHECKS,
+    **kwargs,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, resources={"clickhouse": clickhouse}, instance=instance, **kwargs)
+
+
+def run_checks(
+    clickhouse: ClickhouseCluster,
+    instance: dg.DagsterInstance,
+    day: str,
+    selection: dg.AssetSelection,
+) -> dg.ExecuteInProcessResult:
+    """Only the checks of one partition. Dagster 1.13 refuses ``partition_key`` for a selection
+    without assets, so the partition goes in as the run tag it would have become."""
+    return materialize(clickhouse, instance, selection=selection, tags={"dagster/partition": day})
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dict]:
+    """(asset, partition) -> metadata of every materialization of the run."""
+    return {
+        (event.asset_key.to_user_string(), event.partition): event.metadata
+        for event in result.asset_materializations_for_node("web_pre_aggregated_tables")
+    }
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        evaluation.asset_key.to_user_string(): evaluation
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+def test_the_setup_asset_creates_every_table(store_url: str) -> None:
+    result = dg.materialize(
+        [web_analytics_tables], resources={"clickhouse": ClickhouseCluster(url=store_url)}
+    )
+
+    assert result.success
+    with web_analytics.connect(store_url).session() as session:
+        for table in ("events", *PRE_AGGREGATED_TABLES):
+            assert session.query("EXISTS TABLE {t:Identifier}", {"t": table}) == [(1,)], table
+
+
+def test_one_partition_is_materialized_and_checked(
+    loaded: web_analytics.Warehouse, clickhouse: ClickhouseCluster, instance: dg.DagsterInstance
+) -> None:
+    result = materialize(clickhouse, instance, partition_key="2024-01-02")
+
+    assert result.success
+    runs = materialized(result)
+    assert set(runs) == {(STATS, "2024-01-02"), (BOUNCES, "2024-01-02")}
+    for metadata in runs.values():
+        assert set(metadata) >= METADATA_KEYS
+        assert metadata["days"].value == "2024-01-02 to 2024-01-02"
+        assert metadata["rows_written"].value > 0
+        assert metadata["source_events_read"].value >= 4  # at least Jan 2's own events
+    evaluations = checks(result)
+    assert set(evaluations) == set(PRE_AGGREGATED_TABLES)
+    for evaluation in evaluations.values():
+        assert evaluation.passed
+        assert evaluation.partition == "2024-01-02"
+    # What the run wrote: team 1 on Jan 2, one session of 2 views over 30 s.
+    assert loaded.overview(1, DAYS[1], DAYS[1]) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
+    assert loaded.overview(1, DAYS[0], DAYS[0]).views == 0  # Jan 1 was not in the run
+
+
+def test_a_partition_range_is_one_run_with_a_materialization_per_day(
+    loaded: web_analytics.Warehouse, clickhouse: ClickhouseCluster, instance: dg.DagsterInstance
+) -> None:
+    result = materialize(
+        clickhouse, instance, tags={RANGE_START: "2024-01-01", RANGE_END: "2024-01-03"}
+    )
+
+    assert result.success
+    runs = materialized(result)
+    assert set(runs) == {
+        (table, day.isoformat()) for table in PRE_AGGREGATED_TABLES for day in DAYS
+    }
+    for metadata in runs.values():
+        assert set(metadata) >= METADATA_KEYS
+        assert metadata["days"].value == "2024-01-01 to 2024-01-03"
+    evaluations = checks(result)
+    assert set(evaluations) == set(PRE_AGGREGATED_TABLES)
+    assert all(evaluation.passed for evaluation in evaluations.values())
+    # 3 days x 2 views for team 1.
+    assert loaded.overview(1, DAYS[0], DAYS[-1]).views == 6
+    for table in PRE_AGGREGATED_TABLES:
+        latest = instance.get_latest_materialization_event(dg.AssetKey(table))
+        assert latest is not None and latest.run_id == result.run_id
+
+
+CORRUPTIONS = {
+    # One bounce too many on Jan 2 for team 1 (its totals row), rewritten in place.
+    BOUNCES: (
+        "ALTER TABLE web_pre_aggregated_bounces UPDATE bounces = bounces + 1 "
+        "WHERE team_id = 1 AND dimension = '' AND toDate(period_bucket) = '2024-01-02'",
+        "bounces",
+    ),
+    # A stray row adding one view on Jan 2 for team 1.
+    STATS: (
+        "INSERT INTO web_pre_aggregated_stats (team_id, period_bucket, dimension, value, views) "
+        "VALUES (1, '2024-01-02 13:00:00', '', '', 1)",
+        "views",
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(CORRUPTIONS))
+def test_a_corrupted_partition_fails_its_check_naming_the_team_and_day(
+    loaded: web_analytics.Warehouse,
+    clickhouse: ClickhouseCluster,
+    instance: dg.DagsterInstance,
+    table: str,
+) -> None:
+    materialize(clickhouse, instance, tags={RANGE_START: "2024-01-01", RANGE_END: "2024-01-03"})
+    statement, metric = CORRUPTIONS[table]
+    with loaded.session() as session:
+        session.command(statement, settings={"mutations_sync": 2})
+
+    result = run_checks(clickhouse, instance, "2024-01-02", dg.AssetSelection.all_asset_checks())
+
+    assert result.success  # a failed check is a finding, not a crashed run
+    assert materialized(result) == {}
+    evaluations = checks(result)
+    failed = evaluations[table]
+    assert not failed.passed
+    assert failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["differences"].value == 1
+    assert f"| 1 | 2024-01-02 | {metric} |" in failed.metadata["differing_teams_and_days"].value
+    (other,) = set(PRE_AGGREGATED_TABLES) - {table}
+    assert evaluations[other].passed
+    # The neighbouring days are still right.
+    for day in ("2024-01-01", "2024-01-03"):
+        selection = dg.AssetSelection.checks_for_assets(dg.AssetKey(table))
+        again = checks(run_checks(clickhouse, instance, day, selection))
+        assert again[table].passed, day
+
+
+def test_run_config_picks_teams_and_clickhouse_settings(
+    loaded: web_analytics.Warehouse, clickhouse: ClickhouseCluster, instance: dg.DagsterInstance
+) -> None:
+    materialize(clickhouse, instance, partition_key="2024-01-02")
+    for team in (1, 2):  # a late bounce on Jan 2 for both teams
+        loaded.insert_events(session_events(team, f"late-{team}", "2024-01-02T15:00:00Z"))
+    config = {
+        "team_ids": [1],
+        "clickhouse_settings_preset": "high_performance",
+        "extra_clickhouse_settings": "max_threads=1",
+    }
+
+    result = materialize(
+        clickhouse,
+        instance,
+        assets=[web_pre_aggregated_tables],
+        partition_key="2024-01-02",
+        run_config={"ops": {"web_pre_aggregated_tables": {"config": config}}},
+    )
+
+    assert result.success
+    settings = materialized(result)[(STATS, "2024-01-02")]["clickhouse_settings"].value
+    assert settings["max_threads"] == 1  # the extra setting wins over the preset's 16
+    assert settings["max_memory_usage"] == 32 * 1024**3  # high_performance
+    # Team 1 recomputed: 2 sessions, 3 views, one bounce; team 2 kept its old row: 1 and 2.
+    assert loaded.overview(1, DAYS[1], DAYS[1]) == web_analytics.Overview(2, 3, 2, 15.0, 0.5)
+    assert loaded.overview(2, DAYS[1], DAYS[1]) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        pytest.param(
+            {"clickhouse_settings_preset": "turbo"},
+            dg.DagsterInvalidConfigError,
+            "clickhouse_settings_preset not in enum",
+            id="unknown preset",
+        ),
+        pytest.param(
+            {"extra_clickhouse_settings": "max_threads=1; DROP TABLE events"},
+            ValueError,
+            "must be a number or a simple word",
+            id="injection",
+        ),
+        pytest.param(
+            {"extra_clickhouse_settings": "max_threads"},
+            ValueError,
+            "is not of the form name=value",
+            id="setting without value",
+        ),
+        pytest.param(
+            {"team_ids": [0]}, ValueError, "team_ids must be positive integers", id="team 0"
+        ),
+    ],
+)
+def test_bad_run_config_is_refused_before_any_query(
+    loaded: web_analytics.Warehouse,
+    clickhouse: ClickhouseCluster,
+    instance: dg.DagsterInstance,
+    config: dict[str, object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    with pytest.raises(error, match=message):
+        materialize(
+            clickhouse,
+            instance,
+            assets=[web_pre_aggregated_tables],
+            partition_key="2024-01-02",
+            run_config={"ops": {"web_pre_aggregated_tables": {"config": config}}},
+        )
+
+    assert instance.get_latest_materialization_event(dg.AssetKey(STATS)) is None
+    assert loaded.overview(1, DAYS[0], DAYS[-1], source="raw").views == 6  # events intact
+    assert loaded.overview(1, DAYS[0], DAYS[-1]).views == 0  # nothing was aggregated
+
+
+# --- the definitions the CLI and the UI load -----------------------------------------------------
+
+
+def test_the_daily_job_and_schedule_are_defined() -> None:
+    from web_analytics.definitions import defs
+
+    job = defs.resolve_job_def("web_analytics_daily_job")
+    schedule = defs.resolve_schedule_def("web_analytics_daily_schedule")
+
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= set(
+        PRE_AGGREGATED_TABLES
+    )
+    assert schedule.job_name == "web_analytics_daily_job"
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.execution_timezone == "UTC"
+
+
+def test_the_daily_schedule_asks_for_yesterday_and_the_day_before() -> None:
+    from web_analytics.definitions import defs
+
+    schedule = defs.resolve_schedule_def("web_analytics_daily_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 1, 10, 1, 0, tzinfo=UTC)
+    )
+
+    (request,) = schedule.evaluate_tick(context).run_requests
+
+    assert request.tags[RANGE_START] == "2024-01-08"
+    assert request.tags[RANGE_END] == "2024-01-09"
+
+
+def test_the_pre_aggregated_assets_run_in_bounded_retried_pooled_utc_days() -> None:
+    from web_analytics.definitions import defs
+
+    for table in PRE_AGGREGATED_TABLES:
+        assets = defs.resolve_assets_def(table)
+        assert assets.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=14)
+        assert assets.op.pool == "clickhouse"
+        retry = assets.op.retry_policy
+        assert retry is not None and retry.max_retries >= 1
+        assert retry.backoff == dg.Backoff.EXPONENTIAL
+        assert retry.jitter is not None
+        partitions = assets.partitions_def
+        assert isinstance(partitions, dg.DailyPartitionsDefinition)
+        assert partitions.timezone == "UTC"
+        assert partitions.get_partition_key_range_for_time_window(
+            dg.TimeWindow(datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 4, tzinfo=UTC))
+        ) == dg.PartitionKeyRange("2024-01-02", "2024-01-03")
+    for check in accuracy_checks:
+        assert check.partitions_def == assets.partitions_def
