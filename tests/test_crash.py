@@ -32,7 +32,6 @@ import web_analytics
 from web_analytics.generator import GeneratorOptions, generate_batches
 from web_analytics.warehouse.schema import (
     BOUNCES,
-    COMBINED_STAGING,
     PRE_AGGREGATED_TABLES,
     STAGING_SUFFIX,
     STATS,
@@ -180,8 +179,8 @@ TINY = GeneratorOptions(seed=23, events=20_000, days=2, last_day=date(2024, 1, 2
 def test_a_run_killed_before_its_swaps_leaves_every_day_as_it_was(tmp_path: Path) -> None:
     kills = [
         Kill(delay=0.1),  # reading events
-        Kill(part_in=COMBINED_STAGING),  # the one pass over events has been written
-        Kill(part_in=STATS + STAGING_SUFFIX),  # staging holds the new days, none swapped yet
+        Kill(part_in=STATS + STAGING_SUFFIX),  # the one pass over events has been written
+        Kill(part_in=BOUNCES + STAGING_SUFFIX),  # staging holds the new days, none swapped yet
     ]
 
     old, _, after_kills = kill_runs(tmp_path / "store", SMALL, kills)
@@ -208,7 +207,7 @@ def test_kills_at_random_moments_leave_every_day_old_or_new(tmp_path: Path) -> N
         seed=22, events=1_000_000, days=10, last_day=date(2024, 1, 10), teams=6
     )
     kills = [Kill(delay=rng.uniform(0.05, 0.9)) for _ in range(8)]
-    kills += [Kill(part_in=table) for table in (STATS, BOUNCES, COMBINED_STAGING)]
+    kills += [Kill(part_in=table) for table in (STATS, BOUNCES, STATS + STAGING_SUFFIX)]
     rng.shuffle(kills)
 
     old, new, after_kills = kill_runs(tmp_path / "store", options, kills)

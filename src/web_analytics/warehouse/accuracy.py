@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ALL, BOUNCES, STATS, TABLE_METRICS
+from web_analytics.warehouse.schema import ALL, TABLE_METRICS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
 # Visitors are approximate (uniq states) and may differ by this share; the rest exactly.
@@ -36,10 +36,13 @@ class AccuracyReport:
 
 
 _PREAGGREGATED = {
-    STATS: "SELECT team_id, toDate(period_bucket) AS day, uniqMerge(visitors), sum(views), "
-    "sum(sessions) FROM {table:Identifier}",
-    BOUNCES: "SELECT team_id, toDate(period_bucket) AS day, sum(views), sum(sessions), "
-    "sum(bounces), sum(total_duration_us) FROM {table:Identifier}",
+    table: "SELECT team_id, toDate(period_bucket) AS day, "
+    + ", ".join(
+        "uniqMerge(visitors)" if metric == "visitors" else f"sum({metric})"
+        for metric in TABLE_METRICS[table]
+    )
+    + " FROM {table:Identifier}"
+    for table in TABLE_METRICS
 }
 _PREAGGREGATED_FILTER = """
 WHERE dimension = {dimension:String} AND team_id IN {team_ids:Array(UInt64)}

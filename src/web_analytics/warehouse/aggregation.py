@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import (
     ALL,
-    COMBINED_STAGING,
+    BOUNCES,
     EVENTS,
     PRE_AGGREGATED_TABLES,
     SESSION_DIMENSIONS,
     STAGING_SUFFIX,
+    STATS,
     TABLE_METRICS,
     local_name,
 )
@@ -48,20 +49,24 @@ class AggregationResult:
 
 
 # Each session contributes one row per dimension: the totals, each path it viewed (with that
-# path's views), and each session attribute.
+# path's views), and each session attribute. Dimensions are grouped by number (cheaper to hash
+# than names) and named on output.
+_DIMENSIONS = (ALL, "pathname", *SESSION_DIMENSIONS)
 _DIMENSION_ROWS = (
-    f"arrayConcat([('{ALL}', '', pageviews)], "
-    "arrayMap((p, n) -> ('pathname', p, n), path_names, path_views), ["
-    + ", ".join(f"('{name}', {name}, pageviews)" for name in SESSION_DIMENSIONS)
+    "arrayConcat([(0, '', pageviews)], "
+    "arrayMap((p, n) -> (1, p, n), path_names, path_views), ["
+    + ", ".join(f"({i}, {name}, pageviews)" for i, name in enumerate(SESSION_DIMENSIONS, 2))
     + "])"
 )
+_DIMENSION_NAMES = "[" + ", ".join(f"'{name}'" for name in _DIMENSIONS) + "]"
 
 
-def combined_insert_sql(timezone_count: int, combined: str, events: str) -> str:
-    """One pass over events writing every metric of every dimension row into ``combined``."""
+def stats_insert_sql(timezone_count: int, target: str, events: str) -> str:
+    """One pass over the events of ``{team_ids}`` writing every metric of every dimension row
+    into ``target`` (the stats staging table)."""
     return f"""
-INSERT INTO {combined}
-SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,
+INSERT INTO {target}
+SELECT team_id, period_bucket, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
     uniqState(cityHash64(person)) AS visitors,
     sum(row.3) AS views,
     count() AS sessions,
@@ -69,8 +74,25 @@ SELECT team_id, period_bucket, row.1 AS dimension, row.2 AS value,
     sum(duration_us) AS total_duration_us
 FROM ({sessions_query(timezone_count, events)})
 ARRAY JOIN {_DIMENSION_ROWS} AS row
-GROUP BY team_id, period_bucket, dimension, value
+GROUP BY team_id, period_bucket, row.1, row.2
 """
+
+
+def team_batches(events_per_team: dict[int, int], max_events: int) -> list[list[int]]:
+    """Teams grouped so that each batch reads at most ``max_events`` events (a team larger
+    than that is a batch of its own): memory stays bounded whatever the range."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_events = 0
+    for team, events in sorted(events_per_team.items(), key=lambda item: -item[1]):
+        if current and current_events + events > max_events:
+            batches.append(current)
+            current, current_events = [], 0
+        current.append(team)
+        current_events += events
+    if current:
+        batches.append(current)
+    return batches
 
 
 def days_between(first_day: date, last_day: date) -> list[date]:
@@ -92,6 +114,9 @@ def _alter_partitions(
             f"ALTER TABLE {local_name(table, cluster)}{on_cluster} " + ", ".join(commands)
         )
 
+
+# Events one pass reads at most: its sessions and their states stay well within memory.
+DEFAULT_MAX_EVENTS_PER_PASS = 2_000_000
 
 # On the embedded store the engine dies with the process, and a partition swap cut short can
 # leave a day's old and new parts both active. Swaps are therefore journaled: the journal
@@ -138,9 +163,11 @@ def aggregate_range(
     kept_team_ids: Sequence[int],
     settings: dict[str, object],
     cluster: str | None,
+    max_events_per_pass: int = DEFAULT_MAX_EVENTS_PER_PASS,
 ) -> AggregationResult:
     """Compute ``[first_day, last_day]`` for ``team_timezones`` and swap each day in.
 
+    Teams are read in batches of at most ``max_events_per_pass`` events, each event once.
     Rows of ``kept_team_ids`` already in the target days are carried over unchanged. In
     cluster mode inserts go through the Distributed tables (each shard computes its own
     teams) and partitions are swapped on the local tables of every node.
@@ -151,41 +178,44 @@ def aggregate_range(
     snapshot = source_snapshot(session, sorted(team_timezones), first_day, last_day)
     staging = {table: table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES}
     day_filter = {"first_day": first_day, "last_day": last_day}
+    # Rows leave the GROUP BY unique per key: merging them again on insert is wasted work.
+    insert_settings = {**settings, "optimize_on_insert": 0}
     if cluster:  # run INSERT ... SELECT on every shard, from and into its local tables
-        settings = {**settings, "parallel_distributed_insert_select": 2}
+        insert_settings["parallel_distributed_insert_select"] = 2
 
     def clear_staging() -> None:
         drops = [f"DROP PARTITION ID '{partition_id(day)}'" for day in days]
-        for table in (COMBINED_STAGING, *staging.values()):
+        for table in staging.values():
             _alter_partitions(session, table, drops, cluster)
 
     clear_staging()  # leftovers of a crashed run
-    if team_timezones:
-        bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
-        bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
-        count, parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
-        session.command(
-            combined_insert_sql(count, COMBINED_STAGING, EVENTS), parameters, settings=settings
+    bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
+    bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
+    events_per_team = {team: snapshot.events_per_team.get(team, 0) for team in team_timezones}
+    for batch in team_batches(events_per_team, max_events_per_pass):
+        count, parameters = sessions_parameters(
+            {team: team_timezones[team] for team in batch}, bucket_from, bucket_to
         )
-    rows: dict[str, dict[date, int]] = {}
+        session.command(
+            stats_insert_sql(count, staging[STATS], EVENTS), parameters, settings=insert_settings
+        )
     in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
-    for table in PRE_AGGREGATED_TABLES:
-        columns = ", ".join(
-            ("team_id", "period_bucket", "dimension", "value", *TABLE_METRICS[table])
-        )
+    key = "team_id, period_bucket, dimension, value"
+    if kept_team_ids:
         session.command(
-            f"INSERT INTO {staging[table]} SELECT {columns} FROM {COMBINED_STAGING} "
-            f"WHERE {in_range}",
-            day_filter,
-            settings=settings,
+            f"INSERT INTO {staging[STATS]} SELECT * FROM {STATS} "
+            f"WHERE {in_range} AND team_id IN {{kept:Array(UInt64)}}",
+            {**day_filter, "kept": list(kept_team_ids)},
+            settings=insert_settings,
         )
-        if kept_team_ids:
-            session.command(
-                f"INSERT INTO {staging[table]} SELECT {columns} FROM {table} "
-                f"WHERE {in_range} AND team_id IN {{kept:Array(UInt64)}}",
-                {**day_filter, "kept": list(kept_team_ids)},
-                settings=settings,
-            )
+    session.command(
+        f"INSERT INTO {staging[BOUNCES]} SELECT {key}, {', '.join(TABLE_METRICS[BOUNCES])} "
+        f"FROM {staging[STATS]} WHERE {in_range}",
+        day_filter,
+        settings=insert_settings,
+    )
+    rows: dict[str, dict[date, int]] = {}
+    for table in PRE_AGGREGATED_TABLES:
         counts = dict(
             session.query(
                 f"SELECT toDate(period_bucket) AS day, count() FROM {staging[table]} "

@@ -17,7 +17,6 @@ SOURCE_DAY_SUMMARY_VIEW = "events_day_summary_mv"
 STATS = "web_pre_aggregated_stats"
 BOUNCES = "web_pre_aggregated_bounces"
 STAGING_SUFFIX = "_staging"
-COMBINED_STAGING = "web_pre_aggregated_staging"
 COVERAGE = "web_analytics_data_coverage"
 BACKFILL_STATUS = "web_analytics_backfill_status"
 
@@ -144,14 +143,17 @@ _METRIC_TYPES = {
     "bounces": "SimpleAggregateFunction(sum, UInt64)",
     "total_duration_us": "SimpleAggregateFunction(sum, UInt64)",
 }
+# The stats table holds every metric: one aggregation pass writes it, and the bounces table
+# (no visitor states, so a fraction of the size) is a cheap projection of it.
 TABLE_METRICS = {
-    STATS: ("visitors", "views", "sessions"),
+    STATS: ("visitors", "views", "sessions", "bounces", "total_duration_us"),
     BOUNCES: ("views", "sessions", "bounces", "total_duration_us"),
 }
 _STATS_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[STATS])
 _BOUNCES_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[BOUNCES])
 _STATS_COMMENT = (
-    "Visitors, views and sessions per team, team-local hour (as UTC instant) and dimension value"
+    "Visitors, views, sessions, bounces and duration per team, team-local hour (as UTC "
+    "instant) and dimension value"
 )
 _BOUNCES_COMMENT = "Views, sessions, bounces and total duration per team, hour and dimension value"
 
@@ -199,10 +201,6 @@ TABLES: tuple[Table, ...] = (
     _pre_aggregated(STATS + STAGING_SUFFIX, _STATS_METRICS, "Staging for " + STATS),
     _pre_aggregated(BOUNCES, _BOUNCES_METRICS, _BOUNCES_COMMENT),
     _pre_aggregated(BOUNCES + STAGING_SUFFIX, _BOUNCES_METRICS, "Staging for " + BOUNCES),
-    # One aggregation pass writes every metric here; each table's staging takes its columns.
-    _pre_aggregated(
-        COMBINED_STAGING, tuple(_METRIC_TYPES.items()), "Every metric of one aggregation pass"
-    ),
     Table(
         name=COVERAGE,
         columns=(

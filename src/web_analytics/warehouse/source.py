@@ -29,16 +29,22 @@ GROUP BY day
 """
 
 _EVENTS_READ = f"""
-SELECT sum(events) FROM {SOURCE_DAY_SUMMARY}
+SELECT team_id, sum(events) FROM {SOURCE_DAY_SUMMARY}
 WHERE team_id IN {{team_ids:Array(UInt64)}}
   AND day BETWEEN {{first_day:Date}} - 1 AND {{last_day:Date}} + 1
+GROUP BY team_id
 """
 
 
 @dataclass(frozen=True)
 class SourceSnapshot:
     fingerprints: dict[tuple[int, date], int]  # (team_id, day) -> fingerprint
-    events: int  # events of the UTC days an aggregation of the range reads
+    # Per team: events of the UTC days an aggregation of the range reads.
+    events_per_team: dict[int, int]
+
+    @property
+    def events(self) -> int:
+        return sum(self.events_per_team.values())
 
 
 def source_snapshot(
@@ -48,8 +54,8 @@ def source_snapshot(
     the range reads."""
     parameters = {"team_ids": list(team_ids), "first_day": first_day, "last_day": last_day}
     rows = session.query(f"SELECT team_id, day, fingerprint FROM ({SOURCE_DAYS})", parameters)
-    [(events,)] = session.query(_EVENTS_READ, parameters)
+    events = session.query(_EVENTS_READ, parameters)
     return SourceSnapshot(
         fingerprints={(int(team), day): int(fingerprint) for team, day, fingerprint in rows},
-        events=int(events or 0),
+        events_per_team={int(team): int(count) for team, count in events},
     )
