@@ -22,35 +22,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from web_analytics.warehouse.schema import EVENT_COLUMN_NAMES
+
 ColumnBatch = dict[str, np.ndarray]
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "uuid",
-    "team_id",
-    "event",
-    "timestamp",
-    "distinct_id",
-    "person_id",
-    "session_id",
-    "pathname",
-    "host",
-    "current_url",
-    "referring_domain",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "device_type",
-    "browser",
-    "os",
-    "country_code",
-    "region",
-    "city",
-    "viewport_width",
-    "viewport_height",
-    "inserted_at",
-)
+EVENT_COLUMNS: tuple[str, ...] = EVENT_COLUMN_NAMES
 
 COLUMN_DTYPES: dict[str, np.dtype] = {name: np.dtype(object) for name in EVENT_COLUMNS} | {
     "team_id": np.dtype(np.uint64),

@@ -69,6 +69,8 @@ def record_attempt(
             "finished_at": [finished_at] * len(keys),
             "rows_written": [(rows or {}).get(table, {}).get(day, 0) for table, day in keys],
             "source_fingerprints": [per_day[day] for _, day in keys],
+            # Fingerprints are sums of event hashes, so a day's total is the sum of its teams'.
+            "source_fingerprint_total": [sum(per_day[day].values()) % 2**64 for _, day in keys],
             "error": [error[:MAX_ERROR_CHARS]] * len(keys),
         },
     )

@@ -154,9 +154,9 @@ class CoverageReport:
     computed_at: datetime
 
 
-# Per table and UTC day of the window: the latest attempt, the team fingerprints of the latest
-# success, whether its partition exists, and whether every team is unchanged since (one
-# comparison per day: fingerprints add up).
+# Per table and UTC day of the window: the latest attempt, whether its partition exists, and
+# whether every team is unchanged since the latest success (one comparison per day:
+# fingerprints add up). Team fingerprints are unpacked only for days whose total changed.
 _DAYS = f"""
 current AS ({SOURCE_DAY_TOTALS}),
 attempts AS
@@ -165,7 +165,8 @@ attempts AS
         argMax(status, started_at) AS last_status,
         argMax(run_id, started_at) AS last_run_id,
         countIf(status = 'succeeded') > 0 AS computed,
-        argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS recorded
+        argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS recorded,
+        argMaxIf(source_fingerprint_total, started_at, status = 'succeeded') AS recorded_total
     FROM {BACKFILL_STATUS} FINAL
     WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
     GROUP BY table, day
@@ -178,29 +179,32 @@ partitions AS
 ),
 days AS
 (
-    SELECT attempts.table AS table, attempts.day AS day, last_status, last_run_id, recorded,
+    SELECT attempts.table AS table, attempts.day AS day, last_status, last_run_id,
         current.total AS total,
         computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
-        written AND arraySum(mapValues(recorded)) = current.total AS unchanged
+        written AND recorded_total = current.total AS unchanged
     FROM attempts
     LEFT JOIN current ON current.day = attempts.day
     LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
+),
+recorded AS
+(
+    SELECT table, day, team_id, fingerprint
+    FROM
+    (
+        SELECT table, day, recorded FROM attempts
+        WHERE (table, day) IN (SELECT table, day FROM days WHERE written AND NOT unchanged)
+    )
+    ARRAY JOIN mapKeys(recorded) AS team_id, mapValues(recorded) AS fingerprint
 )"""
 # A written day whose partition is gone (dropped by hand) counts as missing again; on a
 # cluster the parts live on other nodes, so the status records are trusted there.
 
 # One row per team with traffic and table: a letter per day of the window, 'e' (empty) where
-# the team had no events. Team fingerprints are looked up only on days whose total changed.
+# the team had no events.
 _STATES = f"""
 WITH {_DAYS},
-source AS ({SOURCE_DAYS}),
-recorded AS
-(
-    SELECT table, day, team_id, fingerprint
-    FROM days
-    ARRAY JOIN mapKeys(recorded) AS team_id, mapValues(recorded) AS fingerprint
-    WHERE written AND NOT unchanged
-)
+source AS ({SOURCE_DAYS})
 SELECT team_id, table,
     arrayStringConcat(groupArrayInsertAt('e', {{day_count:UInt32}})(letter, offset))
 FROM

@@ -127,6 +127,23 @@ LIMIT {{limit:UInt32}}
 """
 
 
+def _preaggregated_parameters(
+    read_tables: dict[str, str],
+    team_id: int,
+    dimension: str,
+    bucket_from: datetime,
+    bucket_to: datetime,
+) -> dict[str, object]:
+    return {
+        "stats": read_tables[STATS],
+        "bounces": read_tables[BOUNCES],
+        "team_id": team_id,
+        "dimension": dimension,
+        "bucket_from": bucket_from,
+        "bucket_to": bucket_to,
+    }
+
+
 def overview(
     session: Session,
     team_id: int,
@@ -138,14 +155,7 @@ def overview(
 ) -> Overview:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
     if source == "preaggregated":
-        parameters = {
-            "stats": read_tables[STATS],
-            "bounces": read_tables[BOUNCES],
-            "team_id": team_id,
-            "dimension": ALL,
-            "bucket_from": bucket_from,
-            "bucket_to": bucket_to,
-        }
+        parameters = _preaggregated_parameters(read_tables, team_id, ALL, bucket_from, bucket_to)
         row = session.query(_PREAGGREGATED_OVERVIEW, parameters)[0]
     else:
         count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
@@ -175,16 +185,8 @@ def breakdown(
 ) -> list[BreakdownRow]:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
     if source == "preaggregated":
-        parameters = {
-            "stats": read_tables[STATS],
-            "bounces": read_tables[BOUNCES],
-            "team_id": team_id,
-            "dimension": by,
-            "bucket_from": bucket_from,
-            "bucket_to": bucket_to,
-            "limit": limit,
-        }
-        rows = session.query(_PREAGGREGATED_BREAKDOWN, parameters)
+        parameters = _preaggregated_parameters(read_tables, team_id, by, bucket_from, bucket_to)
+        rows = session.query(_PREAGGREGATED_BREAKDOWN, {**parameters, "limit": limit})
     else:
         count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
         parameters["limit"] = limit
