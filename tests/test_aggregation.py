@@ -12,6 +12,7 @@ from support import finalized, load_generated, team_rows
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, team_profiles
+from web_analytics.warehouse.aggregation import Pass, plan_passes
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, STATS
 
 
@@ -80,6 +81,34 @@ def test_a_week_in_one_run_equals_seven_single_day_runs(
         assert one_run[table] == day_by_day[table], table
         # Only the computed days are in the table.
         assert {row[1].date() for row in one_run[table]} == set(JAN), table
+
+
+def test_passes_bounded_by_events_give_the_same_tables(
+    generated: web_analytics.Warehouse,
+) -> None:
+    with generated.session():
+        generated.aggregate(JAN[0], JAN[6])
+        one_pass = finalized(generated)
+        # A cap far below every team's volume: each team's sessions are split into shards.
+        generated.aggregate(JAN[0], JAN[6], max_events_per_pass=2_000)
+        sharded = finalized(generated)
+
+    for table in PRE_AGGREGATED_TABLES:
+        assert sharded[table] == one_pass[table], table
+
+
+def test_passes_group_small_teams_and_shard_large_ones() -> None:
+    # Cap 100: team 1 (250 events) needs 3 shards of its sessions; teams 2 (60) and 3 (40)
+    # share a pass (100 <= 100); team 4 (30) starts the next one with team 5 (0).
+    passes = plan_passes({1: 250, 2: 60, 3: 40, 4: 30, 5: 0}, max_events=100)
+
+    assert passes == [
+        Pass((1,), 0, 3),
+        Pass((1,), 1, 3),
+        Pass((1,), 2, 3),
+        Pass((2, 3)),
+        Pass((4, 5)),
+    ]
 
 
 # --- teams ---------------------------------------------------------------------------------------

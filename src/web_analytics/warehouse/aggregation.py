@@ -78,21 +78,35 @@ GROUP BY team_id, period_bucket, row.1, row.2
 """
 
 
-def team_batches(events_per_team: dict[int, int], max_events: int) -> list[list[int]]:
-    """Teams grouped so that each batch reads at most ``max_events`` events (a team larger
-    than that is a batch of its own): memory stays bounded whatever the range."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    current_events = 0
-    for team, events in sorted(events_per_team.items(), key=lambda item: -item[1]):
-        if current and current_events + events > max_events:
-            batches.append(current)
-            current, current_events = [], 0
-        current.append(team)
-        current_events += events
-    if current:
-        batches.append(current)
-    return batches
+@dataclass(frozen=True)
+class Pass:
+    """One read of the events: some teams, or one shard of one large team's sessions."""
+
+    team_ids: tuple[int, ...]
+    session_shard: int = 0
+    session_shards: int = 1
+
+
+def plan_passes(events_per_team: dict[int, int], max_events: int) -> list[Pass]:
+    """Passes that each aggregate the sessions of at most about ``max_events`` events, so
+    memory stays bounded whatever the range: small teams share a pass, a team larger than
+    that has its sessions split into shards (its events are read once per shard)."""
+    passes: list[Pass] = []
+    batch: list[int] = []
+    batch_events = 0
+    for team, events in sorted(events_per_team.items(), key=lambda item: (-item[1], item[0])):
+        if events > max_events:
+            shards = -(-events // max_events)
+            passes.extend(Pass((team,), shard, shards) for shard in range(shards))
+            continue
+        if batch and batch_events + events > max_events:
+            passes.append(Pass(tuple(batch)))
+            batch, batch_events = [], 0
+        batch.append(team)
+        batch_events += events
+    if batch:
+        passes.append(Pass(tuple(batch)))
+    return passes
 
 
 def days_between(first_day: date, last_day: date) -> list[date]:
@@ -167,7 +181,8 @@ def aggregate_range(
 ) -> AggregationResult:
     """Compute ``[first_day, last_day]`` for ``team_timezones`` and swap each day in.
 
-    Teams are read in batches of at most ``max_events_per_pass`` events, each event once.
+    Events are read in passes of at most about ``max_events_per_pass`` events (see
+    ``plan_passes``).
     Rows of ``kept_team_ids`` already in the target days are carried over unchanged. In
     cluster mode inserts go through the Distributed tables (each shard computes its own
     teams) and partitions are swapped on the local tables of every node.
@@ -192,9 +207,13 @@ def aggregate_range(
     bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
     bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
     events_per_team = {team: snapshot.events_per_team.get(team, 0) for team in team_timezones}
-    for batch in team_batches(events_per_team, max_events_per_pass):
+    for one_pass in plan_passes(events_per_team, max_events_per_pass):
         count, parameters = sessions_parameters(
-            {team: team_timezones[team] for team in batch}, bucket_from, bucket_to
+            {team: team_timezones[team] for team in one_pass.team_ids},
+            bucket_from,
+            bucket_to,
+            one_pass.session_shard,
+            one_pass.session_shards,
         )
         session.command(
             stats_insert_sql(count, staging[STATS], EVENTS), parameters, settings=insert_settings

@@ -216,13 +216,15 @@ class Warehouse:
         extra_settings: str | None = None,
         run_id: str | None = None,
         trigger: str = "manual",
+        max_events_per_pass: int = aggregation.DEFAULT_MAX_EVENTS_PER_PASS,
     ) -> aggregation.AggregationResult:
         """Compute both pre-aggregated tables for UTC days ``[first_day, last_day]``.
 
         Every enabled team is computed (or only ``team_ids``; other teams' rows are kept as
         they were). Each day is swapped in atomically, so readers see the old or the new
         day, never a mix; rerunning gives identical contents. The attempt is recorded in
-        the backfill status records (``run_id`` and ``trigger`` say who asked).
+        the backfill status records (``run_id`` and ``trigger`` say who asked). Memory is
+        bounded by reading at most about ``max_events_per_pass`` events' sessions at a time.
         """
         queries.validate_range(first_day, last_day)
         settings = resolve_settings(settings_preset, extra_settings)
@@ -240,7 +242,14 @@ class Warehouse:
             backfill.record_attempt(session, status=backfill.AttemptStatus.STARTED, **attempt)
             try:
                 result = aggregation.aggregate_range(
-                    session, computed, first_day, last_day, kept, settings, self.cluster
+                    session,
+                    computed,
+                    first_day,
+                    last_day,
+                    kept,
+                    settings,
+                    self.cluster,
+                    max_events_per_pass,
                 )
             except Exception as error:
                 self._record_failure(session, attempt, error)

@@ -44,7 +44,9 @@ def sessions_query(timezone_count: int, events_table: str) -> str:
     """SELECT of one row per session with at least one pageview, for the teams in
     ``{team_ids}`` and hour buckets in ``[{bucket_from}, {bucket_to})``.
 
-    A bucket starts at most an hour before its sessions, which last at most a day: events
+    Sessions can be split into ``{session_shards}`` disjoint shards by a hash of their id,
+    ``{session_shard}`` selecting one. A bucket starts at most an hour before its sessions,
+    which last at most a day: events
     are read from a day before ``bucket_from`` (to find each session's true start) to a day
     and an hour after ``bucket_to`` (to see each session to its end). The result has the
     columns the aggregation and the raw queries group.
@@ -92,6 +94,7 @@ FROM
       AND timestamp >= {{bucket_from:DateTime64(6, 'UTC')}} - INTERVAL 1 DAY
       AND timestamp < {{bucket_to:DateTime64(6, 'UTC')}} + INTERVAL 25 HOUR
       AND session_id != ''
+      AND cityHash64(session_id) % {{session_shards:UInt32}} = {{session_shard:UInt32}}
     GROUP BY team_id, cityHash64(session_id)
     HAVING pageviews > 0
        AND start >= {{bucket_from:DateTime64(6, 'UTC')}}
@@ -103,9 +106,19 @@ WHERE period_bucket >= {{bucket_from:DateTime64(6, 'UTC')}}
 
 
 def sessions_parameters(
-    team_timezones: dict[int, str], bucket_from: datetime, bucket_to: datetime
+    team_timezones: dict[int, str],
+    bucket_from: datetime,
+    bucket_to: datetime,
+    session_shard: int = 0,
+    session_shards: int = 1,
 ) -> tuple[int, dict[str, object]]:
-    """Timezone count and every bound parameter ``sessions_query`` needs."""
+    """Timezone count and every bound parameter ``sessions_query`` needs. With
+    ``session_shards`` > 1 only the sessions whose id hashes to ``session_shard`` are read."""
     count, parameters = team_timezone_parameters(team_timezones)
-    parameters.update(bucket_from=bucket_from, bucket_to=bucket_to)
+    parameters.update(
+        bucket_from=bucket_from,
+        bucket_to=bucket_to,
+        session_shard=session_shard,
+        session_shards=session_shards,
+    )
     return count, parameters
