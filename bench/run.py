@@ -181,10 +181,16 @@ def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dic
             f"FROM {SOURCE_DAY_SUMMARY} GROUP BY day"
         )
         started_at = datetime.now(UTC)
+        never_computed = {today - timedelta(days=20), today - timedelta(days=21)}
+        failed_day = today - timedelta(days=40)
         for day, team_ids, fingerprints in computed:
+            if day in never_computed:
+                continue
             fingerprints_of_day = {(t, day): f for t, f in zip(team_ids, fingerprints, strict=True)}
             status = (
-                backfill.AttemptStatus.FAILED if day.day == 13 else backfill.AttemptStatus.SUCCEEDED
+                backfill.AttemptStatus.FAILED
+                if day == failed_day
+                else backfill.AttemptStatus.SUCCEEDED
             )
             backfill.record_attempt(
                 session,
@@ -247,7 +253,9 @@ def main() -> None:
     print(f"Loaded {events:,} events in {load_seconds:.0f} s ({events / load_seconds:,.0f}/s)")
 
     seconds, peak_gib = peak_memory_of_aggregation(url, first_day, LAST_DAY)
-    figures["peak_memory_gib"] = peak_gib
+    figures["first_aggregation_seconds"] = seconds
+    # Right after a bulk load the engine also merges the new event parts in the background.
+    figures["first_aggregation_peak_memory_gib"] = peak_gib
     print(f"First aggregation: {seconds:.1f} s, peak resident memory {peak_gib:.2f} GiB")
 
     warehouse = web_analytics.connect(url)
@@ -301,6 +309,10 @@ def main() -> None:
         )
         figures |= {"pathname_ms": pre * 1000, "pathname_raw_ms": raw * 1000}
         figures["pathname_speedup"] = raw / pre
+
+    seconds, peak_gib = peak_memory_of_aggregation(url, first_day, LAST_DAY)
+    figures["peak_memory_gib"] = peak_gib
+    print(f"Aggregation once the store has settled: {seconds:.1f} s, {peak_gib:.2f} GiB")
 
     week_first = LAST_DAY - timedelta(days=6)
     through_dagster, direct = dagster_overhead(url, week_first, LAST_DAY, max(2, args.repeats // 2))
