@@ -39,7 +39,6 @@ from web_analytics.warehouse.schema import (
     SOURCE_DAY_SUMMARY,
     STATS,
     TEAMS,
-    local_name,
     schema_statements,
 )
 from web_analytics.warehouse.settings import resolve_settings
@@ -109,10 +108,6 @@ class Warehouse:
                     "finished the partition swaps of a run that died while swapping"
                 )
             yield session
-
-    def local(self, table: str) -> str:
-        """Name of the table that holds the data on each node."""
-        return local_name(table, self.cluster)
 
     # --- schema and teams ------------------------------------------------------------------
 

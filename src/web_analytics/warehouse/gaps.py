@@ -103,9 +103,6 @@ class GapReport:
             for i, letter in enumerate(letters)
         ]
 
-    def state(self, team_id: int, day: date, table: str) -> DayState:
-        return _LETTERS[self.states[(team_id, table)][(day - self.first_day).days]]
-
     def by_state(self, state: DayState | str) -> list[DayStatus]:
         return [status for status in self.days if status.state == DayState(state)]
 
