@@ -49,3 +49,17 @@ def load_generated(warehouse: web_analytics.Warehouse, options: GeneratorOptions
     for profile in team_profiles(options.teams, options.seed):
         warehouse.upsert_team(profile.team_id, profile.timezone)
     warehouse.insert_event_columns(generate_batches(options))
+
+
+def pageviews(team_id: int, session_id: str, *timestamps: str) -> list[dict[str, object]]:
+    """A session of pageviews on ``/`` by a person named after the session."""
+    return [
+        {
+            "event": "$pageview",
+            "timestamp": timestamp,
+            "team_id": team_id,
+            "distinct_id": f"person-{session_id}",
+            "properties": {"$session_id": session_id, "$pathname": "/"},
+        }
+        for timestamp in timestamps
+    ]

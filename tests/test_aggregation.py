@@ -8,27 +8,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from support import finalized, load_generated, team_rows
+from support import finalized, load_generated, pageviews, team_rows
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, team_profiles
 from web_analytics.warehouse.aggregation import Pass, plan_passes
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, STATS
-
-
-def pageviews(team_id: int, session_id: str, *timestamps: str) -> list[dict[str, object]]:
-    """A session of pageviews on ``/`` by a person named after the session."""
-    return [
-        {
-            "event": "$pageview",
-            "timestamp": timestamp,
-            "team_id": team_id,
-            "distinct_id": f"person-{session_id}",
-            "properties": {"$session_id": session_id, "$pathname": "/"},
-        }
-        for timestamp in timestamps
-    ]
-
 
 JAN = [date(2024, 1, day) for day in range(1, 8)]
 

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 import pytest
+from support import pageviews
 
 import web_analytics
 from web_analytics.orchestration.assets import (
@@ -32,19 +33,6 @@ METADATA_KEYS = {
 ASSETS_AND_CHECKS = [web_pre_aggregated_tables, *accuracy_checks]
 
 
-def session_events(team_id: int, session_id: str, *timestamps: str) -> list[dict[str, object]]:
-    return [
-        {
-            "event": "$pageview",
-            "timestamp": timestamp,
-            "team_id": team_id,
-            "distinct_id": f"person-{session_id}",
-            "properties": {"$session_id": session_id, "$pathname": "/"},
-        }
-        for timestamp in timestamps
-    ]
-
-
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
@@ -60,7 +48,7 @@ def loaded(warehouse: web_analytics.Warehouse) -> web_analytics.Warehouse:
             warehouse.insert_events(
                 event
                 for day in DAYS
-                for event in session_events(
+                for event in pageviews(
                     team, f"{team}-{day}", f"{day}T12:00:00Z", f"{day}T12:00:30Z"
                 )
             )
@@ -213,7 +201,7 @@ def test_run_config_picks_teams_and_clickhouse_settings(
 ) -> None:
     materialize(clickhouse, instance, partition_key="2024-01-02")
     for team in (1, 2):  # a late bounce on Jan 2 for both teams
-        loaded.insert_events(session_events(team, f"late-{team}", "2024-01-02T15:00:00Z"))
+        loaded.insert_events(pageviews(team, f"late-{team}", "2024-01-02T15:00:00Z"))
     config = {
         "team_ids": [1],
         "clickhouse_settings_preset": "high_performance",
