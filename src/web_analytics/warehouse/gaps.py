@@ -1,7 +1,8 @@
 """Gap detection and coverage: the state of every enabled team and UTC day in a window, for
 each pre-aggregated table, from the per-day source summary and the backfill status records.
 
-Never reads raw events, and costs the same two queries whatever the number of teams and days.
+Never reads raw events, and costs the same two queries (after the team list) whatever the
+number of teams and days.
 """
 
 from __future__ import annotations
