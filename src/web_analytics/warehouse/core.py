@@ -221,7 +221,7 @@ class Warehouse:
         the backfill status records (``run_id`` and ``trigger`` say who asked). Memory is
         bounded by reading at most about ``max_events_per_pass`` events' sessions at a time.
         """
-        queries.validate_range(first_day, last_day)
+        queries.validate_range(first_day, last_day, ("first_day", "last_day"))
         settings = resolve_settings(settings_preset, extra_settings)
         computed = self.enabled_team_timezones(team_ids)
         kept = (
@@ -296,7 +296,7 @@ class Warehouse:
         sessions, bounces and duration exactly, visitors within 1 %."""
         if table not in PRE_AGGREGATED_TABLES:
             raise ValueError(f"table must be one of {', '.join(PRE_AGGREGATED_TABLES)}")
-        queries.validate_range(first_day, last_day)
+        queries.validate_range(first_day, last_day, ("first_day", "last_day"))
         with self.session() as session:
             return accuracy.compare_with_raw(
                 session,

@@ -32,13 +32,16 @@ class BreakdownRow:
     bounce_rate: float | None
 
 
-def validate_range(date_from: object, date_to: object) -> tuple[date, date]:
-    for name, value in (("date_from", date_from), ("date_to", date_to)):
+def validate_range(
+    date_from: object, date_to: object, names: tuple[str, str] = ("date_from", "date_to")
+) -> tuple[date, date]:
+    """Both ends as dates, first not after last; errors use the caller's argument ``names``."""
+    for name, value in zip(names, (date_from, date_to), strict=True):
         if isinstance(value, datetime) or not isinstance(value, date):
             raise ValueError(f"{name} must be a datetime.date, got {value!r}")
     assert isinstance(date_from, date) and isinstance(date_to, date)
     if date_from > date_to:
-        raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+        raise ValueError(f"{names[0]} {date_from} is after {names[1]} {date_to}")
     return date_from, date_to
 
 
