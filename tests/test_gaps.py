@@ -13,7 +13,7 @@ import pytest
 import web_analytics
 from web_analytics.warehouse.backfill import AttemptStatus, CleanupReport, record_attempt
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.gaps import NEEDS_BACKFILL, DayState, DayStatus, GapRange
+from web_analytics.warehouse.gaps import NEEDS_BACKFILL, DayState, DayStatus, GapRange, GapReport
 from web_analytics.warehouse.schema import BOUNCES, COVERAGE, PRE_AGGREGATED_TABLES, STATS
 
 C, M, S, F, E = (
@@ -308,17 +308,22 @@ def test_gap_detection_costs_the_same_queries_for_2_teams_and_5_days_as_for_20_a
 
         monkeypatch.setattr(Session, name, counting)
 
-    small = warehouse.find_gaps(days_back=5, team_ids=[1, 2], today=today)
-    small_queries = len(executed)
-    executed.clear()
-    large = warehouse.find_gaps(days_back=60, today=today)
+    def counted(**kwargs: Any) -> tuple[GapReport, int]:
+        executed.clear()
+        report = warehouse.find_gaps(today=today, **kwargs)
+        return report, len(executed)
+
+    small, small_queries = counted(days_back=5, team_ids=[1, 2])
+    every_team, every_team_queries = counted(days_back=5)
+    large, large_queries = counted(days_back=60)
 
     # 2 teams x 5 days x 2 tables, and 20 x 60 x 2, all missing (nothing computed).
-    assert (len(small.days), len(large.days)) == (20, 2400)
+    assert (len(small.days), len(every_team.days), len(large.days)) == (20, 200, 2400)
     assert len(large.by_state(M)) == 2400
-    # The team list and the detection queries: a few, counted honestly, whatever the size.
-    assert small_queries == len(executed) == small.queries == large.queries
-    assert small.queries <= 3
+    # Counted honestly, and the same whatever the size: every enabled team takes the two
+    # detection queries; a chosen list of teams is checked against the registry first.
+    assert (every_team.queries, large.queries) == (every_team_queries, large_queries) == (2, 2)
+    assert small.queries == small_queries == 3
 
 
 @pytest.mark.parametrize("days_back", [0, -1, 3651, "7", 7.0, True, None])

@@ -326,6 +326,9 @@ class Warehouse:
         """State of every enabled team and UTC day in ``[today - days_back, today - 1]`` for
         both tables: empty, missing, stale, failed or complete."""
         first_day, last_day = self._window(days_back, today)
+        if team_ids is None:
+            with self.session() as session:
+                return gaps.detect(session, None, first_day, last_day, self.cluster)
         team_ids_sorted = sorted(self.enabled_team_timezones(team_ids))
         with self.session() as session:
             report = gaps.detect(session, team_ids_sorted, first_day, last_day, self.cluster)
@@ -337,9 +340,8 @@ class Warehouse:
         """Refresh the coverage table: per team, UTC day and table, source and aggregated
         pageviews and the state."""
         first_day, last_day = self._window(days_back, today)
-        team_ids = sorted(self.enabled_team_timezones())
         with self.session() as session:
-            report = gaps.detect(session, team_ids, first_day, last_day, self.cluster)
+            report = gaps.detect(session, None, first_day, last_day, self.cluster)
             return gaps.write_coverage(session, report, datetime.now(UTC))
 
     def backfill_records(self, first_day: date, last_day: date) -> list[backfill.BackfillRecord]:

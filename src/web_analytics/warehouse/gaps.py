@@ -1,15 +1,16 @@
 """Gap detection and coverage: the state of every enabled team and UTC day in a window, for
 each pre-aggregated table, from the per-day source summary and the backfill status records.
 
-Never reads raw events, and costs the same two queries (after the team list) whatever the
-number of teams and days.
+Never reads raw events, and costs the same two queries whatever the number of teams and
+days.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -22,8 +23,10 @@ from web_analytics.warehouse.schema import (
     BACKFILL_STATUS,
     COVERAGE,
     PRE_AGGREGATED_TABLES,
+    SOURCE_DAY_SUMMARY,
+    TEAMS,
 )
-from web_analytics.warehouse.source import SOURCE_DAY_TOTALS, SOURCE_DAYS
+from web_analytics.warehouse.source import SOURCE_DAY_TOTALS, SOURCE_DAYS, TEAM_FILTER
 
 
 class DayState(StrEnum):
@@ -72,7 +75,7 @@ _LETTERS = {
     "f": DayState.FAILED,
     "c": DayState.COMPLETE,
 }
-_NEEDS_BACKFILL_LETTERS = frozenset("msf")
+_NEEDS_BACKFILL = re.compile("[msf]")
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,13 @@ class GapReport:
                 counts[table][state] += letters.count(letter)
         return counts
 
-    @property
+    @cached_property
     def needing_backfill(self) -> list[date]:
         """Sorted UTC days with at least one missing, stale or failed team and table."""
         indexes = {
-            i
+            match.start()
             for letters in self.states.values()
-            if not _NEEDS_BACKFILL_LETTERS.isdisjoint(letters)
-            for i, letter in enumerate(letters)
-            if letter in _NEEDS_BACKFILL_LETTERS
+            for match in _NEEDS_BACKFILL.finditer(letters)
         }
         return [self._day(i) for i in sorted(indexes)]
 
@@ -154,8 +155,9 @@ class CoverageReport:
 
 # Per table and UTC day of the window: the latest attempt, whether its partition exists, and
 # whether every team is unchanged since the latest success (one comparison per day:
-# fingerprints add up). Team fingerprints are unpacked only for days whose total changed.
+# fingerprints add up). Small: one row per table and day, whatever the number of teams.
 _DAYS = f"""
+WITH
 current AS ({SOURCE_DAY_TOTALS}),
 attempts AS
 (
@@ -163,7 +165,7 @@ attempts AS
         argMax(status, started_at) AS last_status,
         argMax(run_id, started_at) AS last_run_id,
         countIf(status = 'succeeded') > 0 AS computed,
-        argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS recorded,
+        argMaxIf(run_id, started_at, status = 'succeeded') AS recorded_run_id,
         argMaxIf(source_fingerprint_total, started_at, status = 'succeeded') AS recorded_total
     FROM {BACKFILL_STATUS} FINAL
     WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
@@ -174,93 +176,168 @@ partitions AS
     SELECT DISTINCT table, toDate(parseDateTime(partition_id, '%Y%m%d')) AS day
     FROM system.parts
     WHERE active AND database = currentDatabase() AND table IN {{tables:Array(String)}}
-),
-days AS
-(
-    SELECT attempts.table AS table, attempts.day AS day, last_status, last_run_id,
-        current.total AS total,
-        computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
-        written AND recorded_total = current.total AS unchanged
-    FROM attempts
-    LEFT JOIN current ON current.day = attempts.day
-    LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
-),
-recorded AS
-(
-    SELECT table, day, team_id, fingerprint
-    FROM
-    (
-        SELECT table, day, recorded FROM attempts
-        WHERE (table, day) IN (SELECT table, day FROM days WHERE written AND NOT unchanged)
-    )
-    ARRAY JOIN mapKeys(recorded) AS team_id, mapValues(recorded) AS fingerprint
-)"""
+)
+SELECT attempts.table, attempts.day, last_status, last_run_id, recorded_run_id, current.total,
+    computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
+    written AND recorded_total = current.total AS unchanged
+FROM attempts
+LEFT JOIN current ON current.day = attempts.day
+LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
+SETTINGS join_use_nulls = 0
+"""
 # A written day whose partition is gone (dropped by hand) counts as missing again; on a
 # cluster the parts live on other nodes, so the status records are trusted there.
 
-# One row per team with traffic and table: a letter per day of the window, 'e' (empty) where
-# the team had no events.
-_STATES = f"""
-WITH {_DAYS},
-source AS ({SOURCE_DAYS})
-SELECT team_id, table,
-    arrayStringConcat(groupArrayInsertAt('e', {{day_count:UInt32}})(letter, offset))
-FROM
-(
-    SELECT source.team_id AS team_id, tables.table AS table,
-        toUInt32(source.day - {{first_day:Date}}) AS offset,
-        recorded.day = source.day AS was_computed,
-        multiIf(
-            source.pageviews = 0, 'e',
-            days.unchanged, 'c',
-            was_computed AND recorded.fingerprint = source.fingerprint, 'c',
-            days.last_status IN ('failed', 'started'), 'f',
-            was_computed, 's',
-            'm'
-        ) AS letter
-    FROM source
-    CROSS JOIN (SELECT arrayJoin({{tables:Array(String)}}) AS table) AS tables
-    LEFT JOIN days ON days.table = tables.table AND days.day = source.day
-    LEFT JOIN recorded
-        ON recorded.table = tables.table AND recorded.day = source.day
-        AND recorded.team_id = source.team_id
-)
-GROUP BY team_id, table
-SETTINGS join_use_nulls = 0
-"""
+# A day's code per table, from _DAYS: 'c' unchanged; 'x' written but changed ('X' when the
+# latest attempt then failed or died); 'f' not written and the latest attempt failed or
+# died; 'm' not written. Team fingerprints are compared only on 'x' and 'X' days.
+_FAILED_STATUSES = ("failed", "started")
 
-_DAY_KEYS = f"""
-WITH {_DAYS}
-SELECT day, groupArray((table, total, last_run_id)) FROM days GROUP BY day
+
+def _day_code(written: bool, unchanged: bool, last_status: str) -> str:
+    failed = last_status in _FAILED_STATUSES
+    if unchanged:
+        return "c"
+    if written:
+        return "X" if failed else "x"
+    return "f" if failed else "m"
+
+
+def _changed_letter(index: int) -> str:
+    """A team's letter on an 'x' or 'X' day of the ``index``-th table (1-based)."""
+    return f"""multiIf(
+            recorded_{index} AND fingerprint_{index} = fingerprint, 'c',
+            substring({{codes:Array(String)}}[{index}], offset + 1, 1) = 'X', 'f',
+            recorded_{index}, 's',
+            'm')"""
+
+
+_TABLE_INDEXES = range(1, len(PRE_AGGREGATED_TABLES) + 1)
+
+# Per team the filter keeps (with events or in the registry): the days of the window without
+# pageviews, and its letters on the days that changed since they were computed, against the
+# team fingerprints recorded by the latest success of those days only.
+_TEAMS = f"""
+WITH
+recorded AS
+(
+    SELECT team_id, toUInt32(day - {{first_day:Date}}) AS offset,
+        {
+    ", ".join(
+        f"countIf(table_index = {i}) > 0 AS recorded_{i}, "
+        f"anyIf(fingerprint, table_index = {i}) AS fingerprint_{i}"
+        for i in _TABLE_INDEXES
+    )
+}
+    FROM
+    (
+        SELECT indexOf({{tables:Array(String)}}, table) AS table_index, day, source_fingerprints
+        FROM {BACKFILL_STATUS}
+        WHERE status = 'succeeded'
+          AND has({{recorded_runs:Array(String)}}, concat(table, ' ', toString(day), ' ', run_id))
+    )
+    ARRAY JOIN
+        mapKeys(source_fingerprints) AS team_id, mapValues(source_fingerprints) AS fingerprint
+    GROUP BY team_id, offset
+),
+changed AS
+(
+    SELECT team_id,
+        groupArray((offset, {", ".join(_changed_letter(i) for i in _TABLE_INDEXES)})) AS letters
+    FROM
+    (
+        SELECT team_id, toUInt32(day - {{first_day:Date}}) AS offset, fingerprint
+        FROM ({SOURCE_DAYS}) WHERE day IN {{changed_days:Array(Date)}} AND pageviews > 0
+    ) AS source
+    LEFT JOIN recorded USING (team_id, offset)
+    GROUP BY team_id
+),
+present AS
+(
+    SELECT team_id, groupArrayIf(toUInt32(day - {{first_day:Date}}), pageviews > 0) AS offsets
+    FROM {SOURCE_DAY_SUMMARY}
+    WHERE {TEAM_FILTER} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+    GROUP BY team_id
+),
+listed AS
+(
+    SELECT team_id
+    FROM (SELECT team_id FROM {TEAMS} UNION DISTINCT SELECT DISTINCT team_id FROM {
+    SOURCE_DAY_SUMMARY
+})
+    WHERE {TEAM_FILTER}
+)
+SELECT listed.team_id, arrayExcept(range({{day_count:UInt32}}), present.offsets), changed.letters
+FROM listed
+LEFT JOIN present ON present.team_id = listed.team_id
+LEFT JOIN changed ON changed.team_id = listed.team_id
+ORDER BY listed.team_id
 SETTINGS join_use_nulls = 0
 """
 
 
 def detect(
-    session: Session, team_ids: list[int], first_day: date, last_day: date, cluster: str | None
+    session: Session,
+    team_ids: Sequence[int] | None,
+    first_day: date,
+    last_day: date,
+    cluster: str | None,
 ) -> GapReport:
-    """The gap report of ``team_ids`` over ``[first_day, last_day]``, in two queries."""
-    parameters = {
-        "team_ids": team_ids,
+    """The gap report of ``team_ids`` (``None``: every enabled team) over ``[first_day,
+    last_day]``, in two queries: one row per table and day, then one row per team."""
+    day_count = (last_day - first_day).days + 1
+    parameters: dict[str, object] = {
+        "team_ids": list(team_ids or []),
+        "all_teams": team_ids is None,
         "first_day": first_day,
         "last_day": last_day,
         "tables": list(PRE_AGGREGATED_TABLES),
         "trust_records": cluster is not None,
-        "day_count": (last_day - first_day).days + 1,
+        "day_count": day_count,
     }
-    no_traffic = "e" * parameters["day_count"]
-    states = {(team, table): no_traffic for team in team_ids for table in PRE_AGGREGATED_TABLES}
-    if team_ids:
-        for team, table, letters in session.query(_STATES, parameters):
-            states[(int(team), table)] = letters
-    report = GapReport(first_day, last_day, tuple(team_ids), states, queries=1)
-    needing = set(report.needing_backfill)
+    codes = {table: bytearray(b"m" * day_count) for table in PRE_AGGREGATED_TABLES}
+    attempts: dict[date, list[tuple[str, int, str]]] = {}
+    recorded_runs, changed_days = [], set()
+    for (
+        table,
+        day,
+        last_status,
+        last_run_id,
+        recorded_run,
+        total,
+        written,
+        unchanged,
+    ) in session.query(_DAYS, parameters):
+        code = _day_code(written, unchanged, last_status)
+        codes[table][(day - first_day).days] = ord(code)
+        attempts.setdefault(day, []).append((table, int(total), last_run_id))
+        if code in "xX":
+            recorded_runs.append(f"{table} {day} {recorded_run}")
+            changed_days.add(day)
+    parameters["codes"] = [codes[table].decode() for table in PRE_AGGREGATED_TABLES]
+    parameters["recorded_runs"] = recorded_runs
+    parameters["changed_days"] = sorted(changed_days)
+    states = {}
+    for team, empty_offsets, changed_letters in session.query(_TEAMS, parameters):
+        for index, table in enumerate(PRE_AGGREGATED_TABLES, 1):
+            letters = bytearray(codes[table])
+            for offset, *table_letters in changed_letters:
+                letters[offset] = ord(table_letters[index - 1])
+            for offset in empty_offsets:
+                letters[offset] = ord("e")
+            states[(int(team), table)] = letters.decode()
+    listed = tuple(sorted({team for team, _ in states}))
+    report = GapReport(first_day, last_day, listed, states, queries=2)
+    # Keyed on each table's source total and latest attempt: a day that changes again, or
+    # fails again, gets a new key.
     day_keys = {
-        day: hashlib.sha1(repr(sorted(entries)).encode(), usedforsecurity=False).hexdigest()[:16]
-        for day, entries in session.query(_DAY_KEYS, parameters)
-        if day in needing
+        day: hashlib.sha1(repr(sorted(attempts[day])).encode(), usedforsecurity=False).hexdigest()[
+            :16
+        ]
+        for day in report.needing_backfill
+        if day in attempts
     }
-    return dataclasses.replace(report, day_keys=day_keys, queries=2)
+    return dataclasses.replace(report, day_keys=day_keys)
 
 
 _AGGREGATED_PAGEVIEWS = f"""
@@ -276,6 +353,7 @@ def write_coverage(session: Session, report: GapReport, computed_at: datetime) -
     """Store one coverage row per team, day and table of the report."""
     window = {
         "team_ids": list(report.team_ids),
+        "all_teams": False,
         "first_day": report.first_day,
         "last_day": report.last_day,
     }

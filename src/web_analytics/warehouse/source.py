@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY
+from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY, TEAMS
+
+# The teams a source query reads: those in ``{team_ids}``, or with ``{all_teams}`` every team
+# the registry does not disable (no list to send when it is every team).
+TEAM_FILTER = (
+    "(team_id IN {team_ids:Array(UInt64)} OR {all_teams:Bool})"
+    f" AND team_id NOT IN (SELECT team_id FROM {TEAMS} FINAL WHERE NOT enabled)"
+)
 
 # Per team and UTC day: pageviews, and the fingerprint of the events a computation of the
 # day depends on: the day itself and the next day's first hour, where its sessions end. The
@@ -18,13 +25,13 @@ FINGERPRINT = "sum(content_hash) + sum(next_first_hour_hash) * 11400714819323198
 SOURCE_DAYS = f"""
 SELECT team_id, day, sum(pageviews) AS pageviews, {FINGERPRINT} AS fingerprint
 FROM {SOURCE_DAY_SUMMARY}
-WHERE team_id IN {{team_ids:Array(UInt64)}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+WHERE {TEAM_FILTER} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
 GROUP BY team_id, day
 """
 SOURCE_DAY_TOTALS = f"""
 SELECT day, {FINGERPRINT} AS total
 FROM {SOURCE_DAY_SUMMARY}
-WHERE team_id IN {{team_ids:Array(UInt64)}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+WHERE {TEAM_FILTER} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
 GROUP BY day
 """
 
@@ -52,7 +59,12 @@ def source_snapshot(
 ) -> SourceSnapshot:
     """Fingerprints of every (team, day) with source events, and the events a computation of
     the range reads."""
-    parameters = {"team_ids": list(team_ids), "first_day": first_day, "last_day": last_day}
+    parameters = {
+        "team_ids": list(team_ids),
+        "all_teams": False,
+        "first_day": first_day,
+        "last_day": last_day,
+    }
     rows = session.query(f"SELECT team_id, day, fingerprint FROM ({SOURCE_DAYS})", parameters)
     events = session.query(_EVENTS_READ, parameters)
     return SourceSnapshot(
