@@ -145,10 +145,21 @@ class Warehouse:
 
     def team(self, team_id: int) -> Team:
         """One known team, or ``ValueError`` if the store has never heard of it."""
-        for team in self.teams():
-            if team.team_id == team_id:
-                return team
-        raise ValueError(f"unknown team {team_id}: it has no events and no registry entry")
+        with self.session() as session:
+            rows = session.query(
+                "SELECT timezone, enabled FROM ("
+                "SELECT timezone, enabled, 0 AS rank FROM {teams:Identifier} FINAL "
+                "WHERE team_id = {team_id:UInt64} "
+                "UNION ALL "
+                "SELECT 'UTC', true, 1 FROM {summary:Identifier} WHERE team_id = {team_id:UInt64} "
+                "LIMIT 1"
+                ") ORDER BY rank LIMIT 1",
+                {"teams": TEAMS, "summary": SOURCE_DAY_SUMMARY, "team_id": team_id},
+            )
+        if not rows:
+            raise ValueError(f"unknown team {team_id}: it has no events and no registry entry")
+        [(timezone, enabled)] = rows
+        return Team(team_id, timezone, bool(enabled))
 
     # --- events ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ALL, BOUNCES, BREAKDOWN_DIMENSIONS, EVENTS, STATS
+from web_analytics.warehouse.schema import ALL, BREAKDOWN_DIMENSIONS, EVENTS, STATS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
 SOURCES = ("preaggregated", "raw")
@@ -69,40 +69,27 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+# Dashboards read the stats table alone: it holds every metric (the bounces table is a
+# projection of it), so one read of the team's rows answers each query.
 _PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension:String}
       AND period_bucket >= {bucket_from:DateTime('UTC')}
       AND period_bucket < {bucket_to:DateTime('UTC')}"""
 
 _PREAGGREGATED_BREAKDOWN = f"""
-SELECT s.value, s.visitors, s.views, s.sessions, b.bounces, b.sessions
-FROM
-(
-    SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions) AS sessions
-    FROM {{stats:Identifier}} WHERE {_PREAGGREGATED_FILTER} GROUP BY value
-) AS s
-LEFT JOIN
-(
-    SELECT value, sum(sessions) AS sessions, sum(bounces) AS bounces,
-        sum(total_duration_us) AS total_duration_us
-    FROM {{bounces:Identifier}} WHERE {_PREAGGREGATED_FILTER} GROUP BY value
-) AS b USING (value)
-ORDER BY s.visitors DESC, s.views DESC, s.value
+SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions),
+    sum(bounces), sum(sessions)
+FROM {{stats:Identifier}}
+WHERE {_PREAGGREGATED_FILTER}
+GROUP BY value
+ORDER BY visitors DESC, views DESC, value
 LIMIT {{limit:UInt32}}
 """
 
 _PREAGGREGATED_OVERVIEW = f"""
-SELECT s.visitors, s.views, s.sessions, b.sessions, b.bounces, b.total_duration_us
-FROM
-(
-    SELECT uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions) AS sessions
-    FROM {{stats:Identifier}} WHERE {_PREAGGREGATED_FILTER}
-) AS s
-CROSS JOIN
-(
-    SELECT sum(sessions) AS sessions, sum(bounces) AS bounces,
-        sum(total_duration_us) AS total_duration_us
-    FROM {{bounces:Identifier}} WHERE {_PREAGGREGATED_FILTER}
-) AS b
+SELECT uniqMerge(visitors), sum(views), sum(sessions), sum(sessions), sum(bounces),
+    sum(total_duration_us)
+FROM {{stats:Identifier}}
+WHERE {_PREAGGREGATED_FILTER}
 """
 
 
@@ -139,7 +126,6 @@ def _preaggregated_parameters(
 ) -> dict[str, object]:
     return {
         "stats": read_tables[STATS],
-        "bounces": read_tables[BOUNCES],
         "team_id": team_id,
         "dimension": dimension,
         "bucket_from": bucket_from,
