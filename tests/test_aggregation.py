@@ -74,26 +74,38 @@ def test_passes_bounded_by_events_give_the_same_tables(
     with generated.session():
         generated.aggregate(JAN[0], JAN[6])
         one_pass = finalized(generated)
-        # A cap far below every team's volume: each team's sessions are split into shards.
+        # Caps below the larger teams' volumes: their days are split into runs (2,000), or
+        # with more passes than days their sessions are split into shards (500).
         generated.aggregate(JAN[0], JAN[6], max_events_per_pass=2_000)
+        by_days = finalized(generated)
+        generated.aggregate(JAN[0], JAN[6], max_events_per_pass=500)
         sharded = finalized(generated)
 
     for table in PRE_AGGREGATED_TABLES:
+        assert by_days[table] == one_pass[table], table
         assert sharded[table] == one_pass[table], table
 
 
-def test_passes_group_small_teams_and_shard_large_ones() -> None:
-    # Cap 100: team 1 (250 events) needs 3 shards of its sessions; teams 2 (60) and 3 (40)
-    # share a pass (100 <= 100); team 4 (30) starts the next one with team 5 (0).
-    passes = plan_passes({1: 250, 2: 60, 3: 40, 4: 30, 5: 0}, max_events=100)
+def test_passes_group_small_teams_and_split_large_ones_by_days() -> None:
+    # Cap 100 over 7 days: team 1 (250 events) needs 3 passes, so its days go in runs of
+    # 3, 2 and 2; teams 2 (60) and 3 (40) share a pass (100 <= 100); team 4 (30) starts the
+    # next one with team 5 (0).
+    passes = plan_passes({1: 250, 2: 60, 3: 40, 4: 30, 5: 0}, 100, JAN[0], JAN[6])
 
     assert passes == [
-        Pass((1,), 0, 3),
-        Pass((1,), 1, 3),
-        Pass((1,), 2, 3),
+        Pass((1,), days=(JAN[0], JAN[2])),
+        Pass((1,), days=(JAN[3], JAN[4])),
+        Pass((1,), days=(JAN[5], JAN[6])),
         Pass((2, 3)),
         Pass((4, 5)),
     ]
+
+
+def test_a_large_team_over_too_few_days_is_split_into_session_shards() -> None:
+    # 250 events on 2 days need 3 passes: more than the days, so 3 shards of its sessions.
+    passes = plan_passes({1: 250, 2: 60}, 100, JAN[0], JAN[1])
+
+    assert passes == [Pass((1,), 0, 3), Pass((1,), 1, 3), Pass((1,), 2, 3), Pass((2,))]
 
 
 # --- teams ---------------------------------------------------------------------------------------

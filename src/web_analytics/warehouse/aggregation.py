@@ -80,24 +80,34 @@ GROUP BY team_id, period_bucket, row.1, row.2
 
 @dataclass(frozen=True)
 class Pass:
-    """One read of the events: some teams, or one shard of one large team's sessions."""
+    """One read of the events: some teams over the whole range, one large team over some of
+    its days, or one shard of a large team's sessions."""
 
     team_ids: tuple[int, ...]
     session_shard: int = 0
     session_shards: int = 1
+    days: tuple[date, date] | None = None  # first and last UTC day; None: the whole range
 
 
-def plan_passes(events_per_team: dict[int, int], max_events: int) -> list[Pass]:
+def plan_passes(
+    events_per_team: dict[int, int], max_events: int, first_day: date, last_day: date
+) -> list[Pass]:
     """Passes that each aggregate the sessions of at most about ``max_events`` events, so
-    memory stays bounded whatever the range: small teams share a pass, a team larger than
-    that has its sessions split into shards (its events are read once per shard)."""
+    memory stays bounded whatever the range: small teams share a pass; a team larger than
+    that is split into runs of consecutive days (each read with its neighbouring days), or,
+    when the range has too few days for that, its sessions are split into hash shards (its
+    events are then read once per shard)."""
+    days = days_between(first_day, last_day)
     passes: list[Pass] = []
     batch: list[int] = []
     batch_events = 0
     for team, events in sorted(events_per_team.items(), key=lambda item: (-item[1], item[0])):
         if events > max_events:
-            shards = -(-events // max_events)
-            passes.extend(Pass((team,), shard, shards) for shard in range(shards))
+            parts = -(-events // max_events)
+            if parts <= len(days):
+                passes.extend(Pass((team,), days=(run[0], run[-1])) for run in _split(days, parts))
+            else:
+                passes.extend(Pass((team,), shard, parts) for shard in range(parts))
             continue
         if batch and batch_events + events > max_events:
             passes.append(Pass(tuple(batch)))
@@ -107,6 +117,17 @@ def plan_passes(events_per_team: dict[int, int], max_events: int) -> list[Pass]:
     if batch:
         passes.append(Pass(tuple(batch)))
     return passes
+
+
+def _split(days: list[date], parts: int) -> list[list[date]]:
+    """``days`` in ``parts`` runs of consecutive days, as even as can be."""
+    size, longer = divmod(len(days), parts)
+    runs, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < longer else 0)
+        runs.append(days[start:end])
+        start = end
+    return runs
 
 
 def days_between(first_day: date, last_day: date) -> list[date]:
@@ -204,14 +225,13 @@ def aggregate_range(
             _alter_partitions(session, table, drops, cluster)
 
     clear_staging()  # leftovers of a crashed run
-    bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
-    bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
     events_per_team = {team: snapshot.events_per_team.get(team, 0) for team in team_timezones}
-    for one_pass in plan_passes(events_per_team, max_events_per_pass):
+    for one_pass in plan_passes(events_per_team, max_events_per_pass, first_day, last_day):
+        pass_first, pass_last = one_pass.days or (first_day, last_day)
         count, parameters = sessions_parameters(
             {team: team_timezones[team] for team in one_pass.team_ids},
-            bucket_from,
-            bucket_to,
+            datetime.combine(pass_first, datetime.min.time(), UTC),
+            datetime.combine(pass_last + timedelta(days=1), datetime.min.time(), UTC),
             one_pass.session_shard,
             one_pass.session_shards,
         )
