@@ -26,7 +26,12 @@ from web_analytics.warehouse.schema import (
     SOURCE_DAY_SUMMARY,
     TEAMS,
 )
-from web_analytics.warehouse.source import SOURCE_DAY_TOTALS, SOURCE_DAYS, TEAM_FILTER
+from web_analytics.warehouse.source import (
+    SOURCE_DAY_TOTALS,
+    SOURCE_DAYS,
+    TEAM_FILTER,
+    fingerprint,
+)
 
 
 class DayState(StrEnum):
@@ -203,77 +208,60 @@ def _day_code(written: bool, unchanged: bool, last_status: str) -> str:
     return "f" if failed else "m"
 
 
-def _changed_letter(index: int) -> str:
-    """A team's letter on an 'x' or 'X' day of the ``index``-th table (1-based)."""
-    return f"""multiIf(
-            recorded_{index} AND fingerprint_{index} = fingerprint, 'c',
-            substring({{codes:Array(String)}}[{index}], offset + 1, 1) = 'X', 'f',
-            recorded_{index}, 's',
-            'm')"""
-
-
-_TABLE_INDEXES = range(1, len(PRE_AGGREGATED_TABLES) + 1)
-
-# Per team the filter keeps (with events or in the registry): the days of the window without
-# pageviews, and its letters on the days that changed since they were computed, against the
-# team fingerprints recorded by the latest success of those days only.
+# Per team the filter keeps (with events or in the registry), from one scan of its summary
+# rows: the days of the window without pageviews, its fingerprints on the days that changed
+# since they were computed, and what the latest success of those days recorded for it.
 _TEAMS = f"""
 WITH
-recorded AS
-(
-    SELECT team_id, toUInt32(day - {{first_day:Date}}) AS offset,
-        {
-    ", ".join(
-        f"countIf(table_index = {i}) > 0 AS recorded_{i}, "
-        f"anyIf(fingerprint, table_index = {i}) AS fingerprint_{i}"
-        for i in _TABLE_INDEXES
-    )
-}
-    FROM
-    (
-        SELECT indexOf({{tables:Array(String)}}, table) AS table_index, day, source_fingerprints
-        FROM {BACKFILL_STATUS}
-        WHERE status = 'succeeded'
-          AND has({{recorded_runs:Array(String)}}, concat(table, ' ', toString(day), ' ', run_id))
-    )
-    ARRAY JOIN
-        mapKeys(source_fingerprints) AS team_id, mapValues(source_fingerprints) AS fingerprint
-    GROUP BY team_id, offset
-),
-changed AS
+source AS
 (
     SELECT team_id,
-        groupArray((offset, {", ".join(_changed_letter(i) for i in _TABLE_INDEXES)})) AS letters
-    FROM
-    (
-        SELECT team_id, toUInt32(day - {{first_day:Date}}) AS offset, fingerprint
-        FROM ({SOURCE_DAYS}) WHERE day IN {{changed_days:Array(Date)}} AND pageviews > 0
-    ) AS source
-    LEFT JOIN recorded USING (team_id, offset)
+        groupArrayIf(toUInt32(day - {{first_day:Date}}), pageviews > 0
+            AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}) AS present,
+        sumMapIf(
+            ([toUInt32(day - {{first_day:Date}})], [content_hash], [next_first_hour_hash]),
+            day IN {{changed_days:Array(Date)}}
+        ) AS hashes
+    FROM {SOURCE_DAY_SUMMARY}
+    WHERE {TEAM_FILTER}
     GROUP BY team_id
 ),
-present AS
+recorded AS
 (
-    SELECT team_id, groupArrayIf(toUInt32(day - {{first_day:Date}}), pageviews > 0) AS offsets
-    FROM {SOURCE_DAY_SUMMARY}
-    WHERE {TEAM_FILTER} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+    SELECT team_id, groupArray((table, toUInt32(day - {{first_day:Date}}), fingerprint)) AS runs
+    FROM {BACKFILL_STATUS}
+    ARRAY JOIN
+        mapKeys(source_fingerprints) AS team_id, mapValues(source_fingerprints) AS fingerprint
+    WHERE day IN {{changed_days:Array(Date)}} AND status = 'succeeded'
+      AND has({{recorded_runs:Array(String)}}, concat(table, ' ', toString(day), ' ', run_id))
     GROUP BY team_id
 ),
 listed AS
 (
-    SELECT team_id
-    FROM (SELECT team_id FROM {TEAMS} UNION DISTINCT SELECT DISTINCT team_id FROM {
-    SOURCE_DAY_SUMMARY
-})
-    WHERE {TEAM_FILTER}
+    SELECT team_id FROM {TEAMS} WHERE {TEAM_FILTER}
+    UNION DISTINCT
+    SELECT team_id FROM source
 )
-SELECT listed.team_id, arrayExcept(range({{day_count:UInt32}}), present.offsets), changed.letters
+SELECT listed.team_id,
+    arrayExcept(range({{day_count:UInt32}}), source.present),
+    arrayZip(source.hashes.1,
+        arrayMap((c, n) -> {fingerprint("c", "n")}, source.hashes.2, source.hashes.3)),
+    recorded.runs
 FROM listed
-LEFT JOIN present ON present.team_id = listed.team_id
-LEFT JOIN changed ON changed.team_id = listed.team_id
+LEFT JOIN source ON source.team_id = listed.team_id
+LEFT JOIN recorded ON recorded.team_id = listed.team_id
 ORDER BY listed.team_id
 SETTINGS join_use_nulls = 0
 """
+
+
+def _changed_letter(code: int, current: int | None, recorded: int | None) -> int:
+    """A team's letter on an 'x' or 'X' day: its fingerprint against the recorded one."""
+    if recorded is not None and recorded == current:
+        return ord("c")
+    if code == ord("X"):
+        return ord("f")
+    return ord("s" if recorded is not None else "m")
 
 
 def detect(
@@ -318,11 +306,17 @@ def detect(
     parameters["recorded_runs"] = recorded_runs
     parameters["changed_days"] = sorted(changed_days)
     states = {}
-    for team, empty_offsets, changed_letters in session.query(_TEAMS, parameters):
-        for index, table in enumerate(PRE_AGGREGATED_TABLES, 1):
+    for team, empty_offsets, changed, recorded_runs in session.query(_TEAMS, parameters):
+        current = dict(changed)
+        recorded = {(table, offset): value for table, offset, value in recorded_runs}
+        for table in PRE_AGGREGATED_TABLES:
             letters = bytearray(codes[table])
-            for offset, *table_letters in changed_letters:
-                letters[offset] = ord(table_letters[index - 1])
+            for day in changed_days:
+                offset = (day - first_day).days
+                if letters[offset] in b"xX":
+                    letters[offset] = _changed_letter(
+                        letters[offset], current.get(offset), recorded.get((table, offset))
+                    )
             for offset in empty_offsets:
                 letters[offset] = ord("e")
             states[(int(team), table)] = letters.decode()

@@ -242,6 +242,8 @@ TABLES: tuple[Table, ...] = (
         engine_args="updated_at",
         order_by="(table, day, run_id)",
         comment="One row per partition write attempt: run, trigger, status and source fingerprints",
+        # Detection reads the fingerprints of a few days: small granules, less to decode.
+        settings="index_granularity = 64",
     ),
 )
 

@@ -17,11 +17,17 @@ TEAM_FILTER = (
     f" AND team_id NOT IN (SELECT team_id FROM {TEAMS} FINAL WHERE NOT enabled)"
 )
 
+
 # Per team and UTC day: pageviews, and the fingerprint of the events a computation of the
 # day depends on: the day itself and the next day's first hour, where its sessions end. The
 # fingerprint is a sum of event hashes, so fingerprints add up: a day's total over all teams
 # is the sum of theirs, and one comparison per day tells whether any team changed.
-FINGERPRINT = "sum(content_hash) + sum(next_first_hour_hash) * 11400714819323198485"
+def fingerprint(content_hash: str, next_first_hour_hash: str) -> str:
+    """SQL of a fingerprint from the sums of the two hash columns (UInt64, wrapping)."""
+    return f"{content_hash} + {next_first_hour_hash} * 11400714819323198485"
+
+
+FINGERPRINT = fingerprint("sum(content_hash)", "sum(next_first_hour_hash)")
 SOURCE_DAYS = f"""
 SELECT team_id, day, sum(pageviews) AS pageviews, {FINGERPRINT} AS fingerprint
 FROM {SOURCE_DAY_SUMMARY}
