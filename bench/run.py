@@ -119,6 +119,14 @@ def load_dataset(url: str, events: int, teams: int, days: int) -> tuple[int, flo
     return inserted, time.perf_counter() - started
 
 
+def last_line_in_fresh_process(code: str) -> str:
+    """The last line ``code`` prints, run by a new interpreter of this environment."""
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    return output.strip().splitlines()[-1]
+
+
 def peak_memory_of_aggregation(url: str, first: date, last: date) -> tuple[float, float]:
     """Seconds and peak resident memory (GiB) of ``aggregate`` in a fresh process.
 
@@ -134,10 +142,7 @@ def peak_memory_of_aggregation(url: str, first: date, last: date) -> tuple[float
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
         "print(json.dumps([time.perf_counter() - t, int(hwm.split()[1])]))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    seconds, peak_kib = json.loads(output.strip().splitlines()[-1])
+    seconds, peak_kib = json.loads(last_line_in_fresh_process(code))
     return seconds, peak_kib / 1024**2
 
 
@@ -151,10 +156,7 @@ def find_gaps_in_fresh_process(url: str, days_back: int, today: date) -> float:
         f"today=d.date.fromisoformat({today.isoformat()!r}))\n"
         "print(time.perf_counter() - t)\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
-    return float(output.strip().splitlines()[-1])
+    return float(last_line_in_fresh_process(code))
 
 
 def dagster_overhead(url: str, first: date, last: date, repeats: int) -> tuple[float, float]:

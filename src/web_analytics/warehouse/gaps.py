@@ -302,13 +302,12 @@ def detect(
         if code in "xX":
             recorded_runs.append(f"{table} {day} {recorded_run}")
             changed_days.add(day)
-    parameters["codes"] = [codes[table].decode() for table in PRE_AGGREGATED_TABLES]
     parameters["recorded_runs"] = recorded_runs
     parameters["changed_days"] = sorted(changed_days)
-    states = {}
-    for team, empty_offsets, changed, recorded_runs in session.query(_TEAMS, parameters):
+    states: dict[tuple[int, str], str] = {}
+    for team, empty_offsets, changed, runs in session.query(_TEAMS, parameters):
         current = dict(changed)
-        recorded = {(table, offset): value for table, offset, value in recorded_runs}
+        recorded = {(table, offset): value for table, offset, value in runs}
         for table in PRE_AGGREGATED_TABLES:
             letters = bytearray(codes[table])
             for day in changed_days:
@@ -322,16 +321,14 @@ def detect(
             states[(int(team), table)] = letters.decode()
     listed = tuple(sorted({team for team, _ in states}))
     report = GapReport(first_day, last_day, listed, states, queries=2)
-    # Keyed on each table's source total and latest attempt: a day that changes again, or
-    # fails again, gets a new key.
-    day_keys = {
-        day: hashlib.sha1(repr(sorted(attempts[day])).encode(), usedforsecurity=False).hexdigest()[
-            :16
-        ]
-        for day in report.needing_backfill
-        if day in attempts
-    }
+    day_keys = {day: _day_key(attempts[day]) for day in report.needing_backfill if day in attempts}
     return dataclasses.replace(report, day_keys=day_keys)
+
+
+def _day_key(attempts: list[tuple[str, int, str]]) -> str:
+    """Keyed on each table's source total and latest attempt: a day that changes again, or
+    fails again, gets a new key."""
+    return hashlib.sha1(repr(sorted(attempts)).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 _AGGREGATED_PAGEVIEWS = f"""

@@ -77,7 +77,7 @@ _PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension
 
 _PREAGGREGATED_BREAKDOWN = f"""
 SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions),
-    sum(bounces), sum(sessions)
+    sum(bounces)
 FROM {{stats:Identifier}}
 WHERE {_PREAGGREGATED_FILTER}
 GROUP BY value
@@ -86,8 +86,7 @@ LIMIT {{limit:UInt32}}
 """
 
 _PREAGGREGATED_OVERVIEW = f"""
-SELECT uniqMerge(visitors), sum(views), sum(sessions), sum(sessions), sum(bounces),
-    sum(total_duration_us)
+SELECT uniqMerge(visitors), sum(views), sum(sessions), sum(bounces), sum(total_duration_us)
 FROM {{stats:Identifier}}
 WHERE {_PREAGGREGATED_FILTER}
 """
@@ -95,7 +94,7 @@ WHERE {_PREAGGREGATED_FILTER}
 
 def _raw_overview_sql(timezone_count: int, events: str) -> str:
     return f"""
-SELECT uniqExact(person), sum(pageviews), count(), count(), sum(is_bounce), sum(duration_us)
+SELECT uniqExact(person), sum(pageviews), count(), sum(is_bounce), sum(duration_us)
 FROM ({sessions_query(timezone_count, events)})
 """
 
@@ -108,7 +107,7 @@ def _raw_breakdown_sql(timezone_count: int, events: str, by: str) -> str:
         expand = f"ARRAY JOIN [{by}] AS value, [pageviews] AS value_views"
     return f"""
 SELECT value, uniqExact(person) AS visitors, sum(value_views) AS views, count() AS sessions,
-    sum(is_bounce), count()
+    sum(is_bounce)
 FROM ({sessions_query(timezone_count, events)})
 {expand}
 GROUP BY value
@@ -149,15 +148,13 @@ def overview(
     else:
         count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
         row = session.query(_raw_overview_sql(count, read_tables[EVENTS]), parameters)[0]
-    visitors, views, sessions, bounce_sessions, bounces, duration_us = (int(v or 0) for v in row)
+    visitors, views, sessions, bounces, duration_us = (int(v or 0) for v in row)
     return Overview(
         visitors=visitors,
         views=views,
         sessions=sessions,
-        avg_session_duration=(
-            duration_us / bounce_sessions / 1_000_000 if bounce_sessions else None
-        ),
-        bounce_rate=_rate(bounces, bounce_sessions),
+        avg_session_duration=(duration_us / sessions / 1_000_000 if sessions else None),
+        bounce_rate=_rate(bounces, sessions),
     )
 
 
@@ -186,7 +183,7 @@ def breakdown(
             visitors=int(visitors),
             views=int(views),
             sessions=int(sessions),
-            bounce_rate=_rate(int(bounces or 0), int(bounce_sessions or 0)),
+            bounce_rate=_rate(int(bounces or 0), int(sessions)),
         )
-        for value, visitors, views, sessions, bounces, bounce_sessions in rows
+        for value, visitors, views, sessions, bounces in rows
     ]
