@@ -228,7 +228,10 @@ source AS
 ),
 recorded AS
 (
-    SELECT team_id, groupArray((table, toUInt32(day - {{first_day:Date}}), fingerprint)) AS runs
+    SELECT team_id,
+        groupArray(toUInt8(indexOf({{tables:Array(String)}}, table))) AS table_numbers,
+        groupArray(toUInt32(day - {{first_day:Date}})) AS offsets,
+        groupArray(fingerprint) AS fingerprints
     FROM {BACKFILL_STATUS}
     ARRAY JOIN
         mapKeys(source_fingerprints) AS team_id, mapValues(source_fingerprints) AS fingerprint
@@ -244,9 +247,9 @@ listed AS
 )
 SELECT listed.team_id,
     arrayExcept(range({{day_count:UInt32}}), source.present),
-    arrayZip(source.hashes.1,
-        arrayMap((c, n) -> {fingerprint("c", "n")}, source.hashes.2, source.hashes.3)),
-    recorded.runs
+    source.hashes.1,
+    arrayMap((c, n) -> {fingerprint("c", "n")}, source.hashes.2, source.hashes.3),
+    recorded.table_numbers, recorded.offsets, recorded.fingerprints
 FROM listed
 LEFT JOIN source ON source.team_id = listed.team_id
 LEFT JOIN recorded ON recorded.team_id = listed.team_id
@@ -304,14 +307,18 @@ def detect(
             changed_days.add(day)
     parameters["recorded_runs"] = recorded_runs
     parameters["changed_days"] = sorted(changed_days)
+    changed_offsets = sorted((day - first_day).days for day in changed_days)
     states: dict[tuple[int, str], str] = {}
-    for team, empty_offsets, changed, runs in session.query(_TEAMS, parameters):
-        current = dict(changed)
-        recorded = {(table, offset): value for table, offset, value in runs}
+    for row in session.query(_TEAMS, parameters):
+        team, empty_offsets, offsets, fingerprints, *recorded_columns = row
+        current = dict(zip(offsets, fingerprints, strict=True))
+        recorded = {
+            (PRE_AGGREGATED_TABLES[number - 1], offset): value
+            for number, offset, value in zip(*recorded_columns, strict=True)
+        }
         for table in PRE_AGGREGATED_TABLES:
             letters = bytearray(codes[table])
-            for day in changed_days:
-                offset = (day - first_day).days
+            for offset in changed_offsets:
                 if letters[offset] in b"xX":
                     letters[offset] = _changed_letter(
                         letters[offset], current.get(offset), recorded.get((table, offset))
