@@ -309,12 +309,21 @@ def detect(
     parameters["changed_days"] = sorted(changed_days)
     changed_offsets = sorted((day - first_day).days for day in changed_days)
     states: dict[tuple[int, str], str] = {}
-    for row in session.query(_TEAMS, parameters):
-        team, empty_offsets, offsets, fingerprints, *recorded_columns = row
+    for (
+        team,
+        empty_offsets,
+        offsets,
+        fingerprints,
+        recorded_tables,
+        recorded_offsets,
+        recorded_fingerprints,
+    ) in session.query(_TEAMS, parameters):
         current = dict(zip(offsets, fingerprints, strict=True))
         recorded = {
             (PRE_AGGREGATED_TABLES[number - 1], offset): value
-            for number, offset, value in zip(*recorded_columns, strict=True)
+            for number, offset, value in zip(
+                recorded_tables, recorded_offsets, recorded_fingerprints, strict=True
+            )
         }
         for table in PRE_AGGREGATED_TABLES:
             letters = bytearray(codes[table])
