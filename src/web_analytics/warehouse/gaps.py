@@ -211,6 +211,8 @@ def _day_code(written: bool, unchanged: bool, last_status: str) -> str:
 # Per team the filter keeps (with events or in the registry), from one scan of its summary
 # rows: the days of the window without pageviews, its fingerprints on the days that changed
 # since they were computed, and what the latest success of those days recorded for it.
+# Registry teams join the scan as rows outside the window, so a team without events is
+# listed too and the summary is grouped once.
 _TEAMS = f"""
 WITH
 source AS
@@ -222,7 +224,13 @@ source AS
             ([toUInt32(day - {{first_day:Date}})], [content_hash], [next_first_hour_hash]),
             day IN {{changed_days:Array(Date)}}
         ) AS hashes
-    FROM {SOURCE_DAY_SUMMARY}
+    FROM
+    (
+        SELECT team_id, day, pageviews, content_hash, next_first_hour_hash
+        FROM {SOURCE_DAY_SUMMARY}
+        UNION ALL
+        SELECT team_id, toDate(0), 0, 0, 0 FROM {TEAMS}
+    )
     WHERE {TEAM_FILTER}
     GROUP BY team_id
 ),
@@ -238,22 +246,15 @@ recorded AS
     WHERE day IN {{changed_days:Array(Date)}} AND status = 'succeeded'
       AND has({{recorded_runs:Array(String)}}, concat(table, ' ', toString(day), ' ', run_id))
     GROUP BY team_id
-),
-listed AS
-(
-    SELECT team_id FROM {TEAMS} WHERE {TEAM_FILTER}
-    UNION DISTINCT
-    SELECT team_id FROM source
 )
-SELECT listed.team_id,
+SELECT source.team_id,
     arrayExcept(range({{day_count:UInt32}}), source.present),
     source.hashes.1,
     arrayMap((c, n) -> {fingerprint("c", "n")}, source.hashes.2, source.hashes.3),
     recorded.table_numbers, recorded.offsets, recorded.fingerprints
-FROM listed
-LEFT JOIN source ON source.team_id = listed.team_id
-LEFT JOIN recorded ON recorded.team_id = listed.team_id
-ORDER BY listed.team_id
+FROM source
+LEFT JOIN recorded ON recorded.team_id = source.team_id
+ORDER BY source.team_id
 SETTINGS join_use_nulls = 0
 """
 
