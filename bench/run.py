@@ -22,7 +22,7 @@ from pathlib import Path
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
-from web_analytics.warehouse import backfill
+from web_analytics.warehouse import aggregation, backfill, queries
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.gaps import detect
 from web_analytics.warehouse.schema import (
@@ -32,6 +32,7 @@ from web_analytics.warehouse.schema import (
     EVENTS,
     PRE_AGGREGATED_TABLES,
     SOURCE_DAY_SUMMARY,
+    STAGING_SUFFIX,
     STATS,
     TEAMS,
 )
@@ -158,6 +159,66 @@ def find_gaps_in_fresh_process(url: str, days_back: int, today: date) -> float:
         "print(time.perf_counter() - t)\n"
     )
     return float(last_line_in_fresh_process(code))
+
+
+def aggregation_steps(
+    warehouse: web_analytics.Warehouse, session: Session, first: date, last: date
+) -> tuple[float, float]:
+    """Seconds of the two steps of ``aggregate`` over ``[first, last]``, timed apart: the
+    sessions of each pass into a Memory table, then the dimension rows grouped from it and
+    written into the stats staging table (what ``aggregate`` does in one statement per
+    pass). Either step alone against the floor bounds ``aggregation_vs_floor`` whatever is
+    done to the other."""
+    staging = STATS + STAGING_SUFFIX
+    settings = {**warehouse.settings, **aggregation.UNIQUE_ROWS_INSERT}
+    sessions_seconds = rows_seconds = 0.0
+    for sessions, parameters in aggregation.pass_sessions(
+        warehouse.enabled_team_timezones(),
+        warehouse.summary().events_per_team,
+        aggregation.DEFAULT_MAX_EVENTS_PER_PASS,
+        first,
+        last,
+    ):
+        session.command("DROP TABLE IF EXISTS bench_sessions")
+        started = time.perf_counter()
+        session.command(
+            f"CREATE TABLE bench_sessions ENGINE = Memory AS {sessions}",
+            parameters,
+            settings=settings,
+        )
+        sessions_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        session.command(aggregation.stats_insert_sql(staging, "bench_sessions"), settings=settings)
+        rows_seconds += time.perf_counter() - started
+    session.command("DROP TABLE bench_sessions")
+    session.command(f"TRUNCATE TABLE {staging}")
+    return sessions_seconds, rows_seconds
+
+
+# The least a dashboard query can do with the stats rows it reads: count them, or decode
+# their visitor states once (each must be read to report visitors, whatever the grouping).
+ROWS_READ = {"rows": "count()", "states": "uniqMerge(visitors)"}
+
+
+def rows_read(
+    session: Session,
+    what: str,
+    team: web_analytics.Team,
+    dimension: str,
+    first: date,
+    last: date,
+) -> object:
+    """``ROWS_READ[what]`` over the stats rows a dashboard query of ``dimension`` reads."""
+    bucket_from, bucket_to = queries.local_bucket_range(team.timezone, first, last)
+    return session.query(
+        f"SELECT {ROWS_READ[what]} FROM {STATS} WHERE {queries.PREAGGREGATED_FILTER}",
+        {
+            "team_id": team.team_id,
+            "dimension": dimension,
+            "bucket_from": bucket_from,
+            "bucket_to": bucket_to,
+        },
+    )
 
 
 def dagster_overhead(url: str, first: date, last: date, repeats: int) -> tuple[float, float]:
@@ -313,22 +374,32 @@ def main() -> None:
     with warehouse.session() as session:
         session.command(FLOOR_TABLE)
         window = {"start": utc(first_day), "end": utc(LAST_DAY + timedelta(days=1))}
-        aggregation, floor = side_by_side(
+        aggregation_seconds, floor_seconds = side_by_side(
             lambda: warehouse.aggregate(first_day, LAST_DAY),
             lambda: session.command(FLOOR, window),
             max(2, args.repeats // 2),
         )
-        figures["aggregation_seconds"] = aggregation
-        figures["floor_seconds"] = floor
-        figures["aggregation_vs_floor"] = aggregation / floor
-        figures["aggregation_events_per_second"] = events / aggregation
+        figures["aggregation_seconds"] = aggregation_seconds
+        figures["floor_seconds"] = floor_seconds
+        figures["aggregation_vs_floor"] = aggregation_seconds / floor_seconds
+        figures["aggregation_events_per_second"] = events / aggregation_seconds
+
+        steps, floor = [], []
+        for _ in range(2):
+            steps.append(aggregation_steps(warehouse, session, first_day, LAST_DAY))
+            floor.append(median_time(lambda: session.command(FLOOR, window), 1))
+        sessions_step = statistics.median(sessions for sessions, _ in steps)
+        rows_step = statistics.median(rows for _, rows in steps)
+        figures |= {"sessions_step_seconds": sessions_step, "rows_step_seconds": rows_step}
+        figures["sessions_step_vs_floor"] = sessions_step / statistics.median(floor)
+        figures["rows_step_vs_floor"] = rows_step / statistics.median(floor)
 
         daily = sum(
             median_time(lambda d=day: warehouse.aggregate(d, d), 1)
             for day in (first_day + timedelta(days=i) for i in range(args.days))
         )
         figures["daily_runs_seconds"] = daily
-        figures["range_vs_daily_speedup"] = daily / aggregation
+        figures["range_vs_daily_speedup"] = daily / aggregation_seconds
 
         growth = {}
         for days in (3, 9):
@@ -339,7 +410,7 @@ def main() -> None:
                 {"first": first, "last": LAST_DAY},
             )
             growth[int(count)] = median_time(lambda f=first: warehouse.aggregate(f, LAST_DAY), 1)
-        figures["growth"] = {**growth, events: aggregation}
+        figures["growth"] = {**growth, events: aggregation_seconds}
 
         # Dashboards are timed on merged tables, as a server's background merges leave them
         # minutes after a write; the events were merged after loading.
@@ -354,6 +425,13 @@ def main() -> None:
         )
         figures |= {"overview_ms": pre * 1000, "overview_raw_ms": raw * 1000}
         figures["overview_speedup"] = raw / pre
+        for what in ROWS_READ:
+            seconds = median_time(
+                lambda w=what: rows_read(session, w, team, ALL, local_first, local_last),
+                2 * args.repeats,
+            )
+            figures[f"overview_{what}_ms"] = seconds * 1000
+            figures[f"overview_{what}_speedup"] = raw / seconds
         pre, raw = side_by_side(
             lambda: warehouse.breakdown(team.team_id, "pathname", local_first, local_last),
             lambda: warehouse.breakdown(
@@ -363,6 +441,13 @@ def main() -> None:
         )
         figures |= {"pathname_ms": pre * 1000, "pathname_raw_ms": raw * 1000}
         figures["pathname_speedup"] = raw / pre
+        for what in ROWS_READ:
+            seconds = median_time(
+                lambda w=what: rows_read(session, w, team, "pathname", local_first, local_last),
+                2 * args.repeats,
+            )
+            figures[f"pathname_{what}_ms"] = seconds * 1000
+            figures[f"pathname_{what}_speedup"] = raw / seconds
 
     week_first = LAST_DAY - timedelta(days=6)
     through_dagster, direct = dagster_overhead(url, week_first, LAST_DAY, max(3, args.repeats // 2))
@@ -412,6 +497,16 @@ TARGETS = {
 }
 
 
+BOUNDS = {
+    "overview_rows_speedup": "  raw overview / counting its rows",
+    "overview_states_speedup": "  raw overview / decoding its visitor states",
+    "pathname_rows_speedup": "  raw pathname breakdown / counting its rows",
+    "pathname_states_speedup": "  raw pathname / decoding its visitor states",
+    "sessions_step_vs_floor": "  sessions step alone / floor",
+    "rows_step_vs_floor": "  dimension rows step alone / floor",
+}
+
+
 def print_table(result: dict) -> None:
     print(f"\n{'figure':<44} {'value':>10}  {'target':<9} ok")
     for key, (label, target, holds) in TARGETS.items():
@@ -421,6 +516,9 @@ def print_table(result: dict) -> None:
         f"{'aggregation events per second':<44} {result['aggregation_events_per_second']:>10,.0f}"
     )
     print(f"{'gap detection queries':<44} {result['gap_detection_queries']:>10}")
+    print("bounds: one step or the bare read alone, against the same baseline")
+    for key, label in BOUNDS.items():
+        print(f"{label:<44} {result[key]:>10.2f}")
     for events, seconds in result["growth"].items():
         print(f"{f'aggregation of {int(events):,} events (s)':<44} {seconds:>10.2f}")
     print(f"(total {result['total_seconds']:.0f} s; written to bench/results/latest.json)")

@@ -61,9 +61,9 @@ _DIMENSION_ROWS = (
 _DIMENSION_NAMES = "[" + ", ".join(f"'{name}'" for name in _DIMENSIONS) + "]"
 
 
-def stats_insert_sql(timezone_count: int, target: str, events: str) -> str:
-    """One pass over the events of ``{team_ids}`` writing every metric of every dimension row
-    into ``target`` (the stats staging table)."""
+def stats_insert_sql(target: str, sessions: str) -> str:
+    """Every metric of every dimension row of ``sessions`` (a subquery or table with the
+    columns of ``sessions_query``) written into ``target`` (the stats staging table)."""
     return f"""
 INSERT INTO {target}
 SELECT team_id, period_bucket, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
@@ -72,10 +72,14 @@ SELECT team_id, period_bucket, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2
     count() AS sessions,
     sum(is_bounce) AS bounces,
     sum(duration_us) AS total_duration_us
-FROM ({sessions_query(timezone_count, events)})
+FROM {sessions}
 ARRAY JOIN {_DIMENSION_ROWS} AS row
 GROUP BY team_id, period_bucket, row.1, row.2
 """
+
+
+# Rows leave the GROUP BY unique per key: merging them again on insert is wasted work.
+UNIQUE_ROWS_INSERT = {"optimize_on_insert": 0}
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,27 @@ def plan_passes(
     if batch:
         passes.append(Pass(tuple(batch)))
     return passes
+
+
+def pass_sessions(
+    team_timezones: dict[int, str],
+    events_per_team: dict[int, int],
+    max_events: int,
+    first_day: date,
+    last_day: date,
+) -> Iterator[tuple[str, dict[str, object]]]:
+    """The sessions SELECT of each pass of ``[first_day, last_day]`` (see ``plan_passes``),
+    with its bound parameters."""
+    for one_pass in plan_passes(events_per_team, max_events, first_day, last_day):
+        pass_first, pass_last = one_pass.days or (first_day, last_day)
+        count, parameters = sessions_parameters(
+            {team: team_timezones[team] for team in one_pass.team_ids},
+            datetime.combine(pass_first, datetime.min.time(), UTC),
+            datetime.combine(pass_last + timedelta(days=1), datetime.min.time(), UTC),
+            one_pass.session_shard,
+            one_pass.session_shards,
+        )
+        yield sessions_query(count, EVENTS), parameters
 
 
 def _split(days: list[date], parts: int) -> list[list[date]]:
@@ -214,8 +239,7 @@ def aggregate_range(
     snapshot = source_snapshot(session, sorted(team_timezones), first_day, last_day)
     staging = {table: table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES}
     day_filter = {"first_day": first_day, "last_day": last_day}
-    # Rows leave the GROUP BY unique per key: merging them again on insert is wasted work.
-    insert_settings = {**settings, "optimize_on_insert": 0}
+    insert_settings = {**settings, **UNIQUE_ROWS_INSERT}
     if cluster:  # run INSERT ... SELECT on every shard, from and into its local tables
         insert_settings["parallel_distributed_insert_select"] = 2
 
@@ -226,17 +250,11 @@ def aggregate_range(
 
     clear_staging()  # leftovers of a crashed run
     events_per_team = {team: snapshot.events_per_team.get(team, 0) for team in team_timezones}
-    for one_pass in plan_passes(events_per_team, max_events_per_pass, first_day, last_day):
-        pass_first, pass_last = one_pass.days or (first_day, last_day)
-        count, parameters = sessions_parameters(
-            {team: team_timezones[team] for team in one_pass.team_ids},
-            datetime.combine(pass_first, datetime.min.time(), UTC),
-            datetime.combine(pass_last + timedelta(days=1), datetime.min.time(), UTC),
-            one_pass.session_shard,
-            one_pass.session_shards,
-        )
+    for sessions, parameters in pass_sessions(
+        team_timezones, events_per_team, max_events_per_pass, first_day, last_day
+    ):
         session.command(
-            stats_insert_sql(count, staging[STATS], EVENTS), parameters, settings=insert_settings
+            stats_insert_sql(staging[STATS], f"({sessions})"), parameters, settings=insert_settings
         )
     in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
     key = "team_id, period_bucket, dimension, value"

@@ -70,8 +70,8 @@ def _rate(part: int, whole: int) -> float | None:
 
 
 # Dashboards read the stats table alone: it holds every metric (the bounces table is a
-# projection of it), so one read of the team's rows answers each query.
-_PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension:String}
+# projection of it), so one read of the team's rows answers each query. These are the rows.
+PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension:String}
       AND period_bucket >= {bucket_from:DateTime('UTC')}
       AND period_bucket < {bucket_to:DateTime('UTC')}"""
 
@@ -79,7 +79,7 @@ _PREAGGREGATED_BREAKDOWN = f"""
 SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions),
     sum(bounces)
 FROM {{stats:Identifier}}
-WHERE {_PREAGGREGATED_FILTER}
+WHERE {PREAGGREGATED_FILTER}
 GROUP BY value
 ORDER BY visitors DESC, views DESC, value
 LIMIT {{limit:UInt32}}
@@ -88,7 +88,7 @@ LIMIT {{limit:UInt32}}
 _PREAGGREGATED_OVERVIEW = f"""
 SELECT uniqMerge(visitors), sum(views), sum(sessions), sum(bounces), sum(total_duration_us)
 FROM {{stats:Identifier}}
-WHERE {_PREAGGREGATED_FILTER}
+WHERE {PREAGGREGATED_FILTER}
 """
 
 
