@@ -22,7 +22,7 @@ from pathlib import Path
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
-from web_analytics.warehouse import aggregation, backfill, queries
+from web_analytics.warehouse import aggregation, attempts, dashboard
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.gaps import detect
 from web_analytics.warehouse.schema import (
@@ -36,6 +36,7 @@ from web_analytics.warehouse.schema import (
     STATS,
     TEAMS,
 )
+from web_analytics.warehouse.settings import resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -170,7 +171,7 @@ def aggregation_steps(
     pass). Either step alone against the floor bounds ``aggregation_vs_floor`` whatever is
     done to the other."""
     staging = STATS + STAGING_SUFFIX
-    settings = {**warehouse.settings, **aggregation.UNIQUE_ROWS_INSERT}
+    settings = {**resolve_settings(), **aggregation.UNIQUE_ROWS_INSERT}
     sessions_seconds = rows_seconds = 0.0
     for sessions, parameters in aggregation.pass_sessions(
         warehouse.enabled_team_timezones(),
@@ -209,9 +210,9 @@ def rows_read(
     last: date,
 ) -> object:
     """``ROWS_READ[what]`` over the stats rows a dashboard query of ``dimension`` reads."""
-    bucket_from, bucket_to = queries.local_bucket_range(team.timezone, first, last)
+    bucket_from, bucket_to = dashboard.local_bucket_range(team.timezone, first, last)
     return session.query(
-        f"SELECT {ROWS_READ[what]} FROM {STATS} WHERE {queries.PREAGGREGATED_FILTER}",
+        f"SELECT {ROWS_READ[what]} FROM {STATS} WHERE {dashboard.PREAGGREGATED_FILTER}",
         {
             "team_id": team.team_id,
             "dimension": dimension,
@@ -286,11 +287,11 @@ def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dic
                 continue
             fingerprints_of_day = {(t, day): f for t, f in zip(team_ids, fingerprints, strict=True)}
             status = (
-                backfill.AttemptStatus.FAILED
+                attempts.AttemptStatus.FAILED
                 if day == failed_day
-                else backfill.AttemptStatus.SUCCEEDED
+                else attempts.AttemptStatus.SUCCEEDED
             )
-            backfill.record_attempt(
+            attempts.record_attempt(
                 session,
                 [day],
                 run_id=f"bench-{day}",

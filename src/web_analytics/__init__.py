@@ -1,7 +1,8 @@
 """Web analytics pre-aggregated tables in ClickHouse, kept complete and correct by Dagster."""
 
 from web_analytics.warehouse.aggregation import AggregationResult, DayResult
-from web_analytics.warehouse.core import StoreSummary, Team, Warehouse, connect
+from web_analytics.warehouse.api import StoreSummary, Warehouse, connect
+from web_analytics.warehouse.dashboard import BreakdownRow, Overview
 from web_analytics.warehouse.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -10,7 +11,7 @@ from web_analytics.warehouse.errors import (
     WarehouseError,
 )
 from web_analytics.warehouse.events import InsertReport, RejectedEvent
-from web_analytics.warehouse.queries import BreakdownRow, Overview
+from web_analytics.warehouse.teams import Team
 
 __all__ = [
     "AggregationResult",

@@ -16,6 +16,7 @@ import dagster as dg
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, generate, generate_batches, team_profiles
+from web_analytics.orchestration.partitions import range_tags
 from web_analytics.warehouse.connection import URL_ENV
 from web_analytics.warehouse.gaps import NEEDS_BACKFILL, GapReport
 
@@ -42,10 +43,7 @@ def _materialize_days(
 ) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
         instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
+        tags=range_tags(first, last),
     )
 
 
@@ -60,8 +58,6 @@ def main() -> None:
     os.environ[URL_ENV] = f"chdb://{DEMO_STORE.absolute()}"
     # Imported after the store is chosen: the definitions' resource reads WEB_ANALYTICS_URL.
     from web_analytics.definitions import defs
-    from web_analytics.orchestration.resources import ClickhouseCluster
-    from web_analytics.orchestration.sensors import web_analytics_backfill_sensor
 
     warehouse = web_analytics.connect()
     instance = _instance()
@@ -121,11 +117,10 @@ def main() -> None:
 
     print("\nBackfill: the sensor's evaluation, and the runs it requests")
     started = time.monotonic()
-    resources = {"clickhouse": ClickhouseCluster()}
     with dg.build_sensor_context(
-        instance=instance, resources=resources, definitions=defs
+        instance=instance, resources=defs.resources, definitions=defs
     ) as context:
-        requests = web_analytics_backfill_sensor(context)
+        requests = defs.resolve_sensor_def("web_analytics_backfill_sensor")(context)
     for request in requests:
         result = defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
             instance=instance, partition_key=request.partition_key, tags=request.tags

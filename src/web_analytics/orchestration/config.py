@@ -1,40 +1,65 @@
-"""Automation settings read from environment variables, validated once at load time."""
+"""Run configuration of the assets and ops, as typed Dagster ``Config`` classes."""
 
-import os
-from dataclasses import dataclass
+from typing import Any, Literal
 
-LOOKBACK_ENV = "WEB_ANALYTICS_BACKFILL_LOOKBACK_DAYS"
-MAX_DAYS_PER_TICK_ENV = "WEB_ANALYTICS_BACKFILL_MAX_DAYS_PER_TICK"
-SENSOR_INTERVAL_ENV = "WEB_ANALYTICS_BACKFILL_SENSOR_INTERVAL_SECONDS"
-RETENTION_ENV = "WEB_ANALYTICS_BACKFILL_RETENTION_DAYS"
+import dagster as dg
+from pydantic import Field, field_validator
 
-SIX_HOURS = 6 * 3600
-
-
-def _whole_number(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    if not raw.strip().isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"{name}={raw!r} must be a whole number from {low} to {high}")
-    return int(raw)
+from web_analytics.warehouse import validation
+from web_analytics.warehouse.settings import parse_extra_settings
+from web_analytics.warehouse.validation import DEFAULT_REPORT_DAYS, MAX_WINDOW_DAYS
 
 
-@dataclass(frozen=True)
-class AutomationSettings:
-    lookback_days: int
-    max_days_per_tick: int
-    sensor_interval_seconds: int
-    retention_days: int
+class PreAggregationConfig(dg.Config):
+    team_ids: list[int] | None = Field(
+        default=None, description="Only these teams; other teams' rows are kept as they were."
+    )
+    clickhouse_settings_preset: Literal["default", "high_performance"] = "default"
+    extra_clickhouse_settings: dict[str, Any] = Field(
+        default={},
+        description="Extra ClickHouse settings, setting name to a number or a simple word.",
+    )
 
+    @field_validator("extra_clickhouse_settings")
     @classmethod
-    def from_environment(cls) -> "AutomationSettings":
-        return cls(
-            lookback_days=_whole_number(LOOKBACK_ENV, 30, 1, 3650),
-            max_days_per_tick=_whole_number(MAX_DAYS_PER_TICK_ENV, 14, 1, 3650),
-            sensor_interval_seconds=_whole_number(SENSOR_INTERVAL_ENV, SIX_HOURS, 5, 7 * 86400),
-            retention_days=_whole_number(RETENTION_ENV, 90, 1, 3650),
-        )
+    def _valid_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        return parse_extra_settings(settings)
+
+    @field_validator("team_ids")
+    @classmethod
+    def _valid_teams(cls, team_ids: list[int] | None) -> list[int] | None:
+        return validation.team_ids(team_ids)
 
 
-automation = AutomationSettings.from_environment()
+class WindowConfig(dg.Config):
+    days_back: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WINDOW_DAYS,
+        description="UTC days before today; unset: the automation's lookback window.",
+    )
+
+
+class GapsConfig(dg.Config):
+    days_back: int = Field(
+        default=DEFAULT_REPORT_DAYS, ge=1, le=MAX_WINDOW_DAYS, description="UTC days before today"
+    )
+    team_ids: list[int] | None = Field(default=None, description="Only these teams")
+
+    @field_validator("team_ids")
+    @classmethod
+    def _valid_teams(cls, team_ids: list[int] | None) -> list[int] | None:
+        return validation.team_ids(team_ids)
+
+
+class CleanupConfig(dg.Config):
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WINDOW_DAYS,
+        description="Delete records older than this; unset: the configured retention.",
+    )
+
+
+class LoadEventsConfig(dg.Config):
+    path: str = Field(description="A JSON-lines file of PostHog-shaped events.")

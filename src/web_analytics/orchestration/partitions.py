@@ -1,42 +1,47 @@
-"""The daily UTC partitions of the pre-aggregated tables and how many days one run covers."""
+"""The daily UTC partitions of the pre-aggregated tables, how many days one run covers, and
+the run tags that name a range of them."""
 
-import os
 from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-START_DATE_ENV = "WEB_ANALYTICS_START_DATE"
-MAX_DAYS_PER_RUN_ENV = "WEB_ANALYTICS_MAX_DAYS_PER_RUN"
-DEFAULT_START_DATE = "2024-01-01"
-DEFAULT_MAX_DAYS_PER_RUN = 14
+from web_analytics.orchestration.settings import WebAnalyticsSettings
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def _start_date() -> str:
-    raw = os.environ.get(START_DATE_ENV) or DEFAULT_START_DATE
-    try:
-        date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{START_DATE_ENV}={raw!r} is not a date like 2024-01-01") from None
-    return raw
+def daily_partitions(settings: WebAnalyticsSettings) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=settings.start_date, timezone="UTC")
 
 
-def _backfill_policy() -> dg.BackfillPolicy:
-    """Up to N days per run (default 14); 0 means the whole range in one run, which
+def backfill_policy(settings: WebAnalyticsSettings) -> dg.BackfillPolicy:
+    """Up to ``max_days_per_run`` days per run; 0 means the whole range in one run, which
     ``dg launch --partition-range`` requires."""
-    raw = os.environ.get(MAX_DAYS_PER_RUN_ENV) or str(DEFAULT_MAX_DAYS_PER_RUN)
-    if not raw.isdigit() or not 0 <= int(raw) <= 3650:
-        raise ValueError(f"{MAX_DAYS_PER_RUN_ENV}={raw!r} must be a whole number from 0 to 3650")
-    if int(raw) == 0:
+    if settings.max_days_per_run == 0:
         return dg.BackfillPolicy.single_run()
-    return dg.BackfillPolicy.multi_run(max_partitions_per_run=int(raw))
-
-
-daily_partitions = dg.DailyPartitionsDefinition(start_date=_start_date(), timezone="UTC")
-backfill_policy = _backfill_policy()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.max_days_per_run)
 
 
 def partition_key(day: date) -> str:
     return day.isoformat()
+
+
+def range_tags(first_day: date, last_day: date) -> dict[str, str]:
+    """Tags of a run over the UTC days ``[first_day, last_day]``."""
+    return {RANGE_START_TAG: partition_key(first_day), RANGE_END_TAG: partition_key(last_day)}
+
+
+def tagged_days(tags: dict[str, str]) -> list[date]:
+    """The UTC days a run's partition tags name (none for an unpartitioned run)."""
+    if PARTITION_TAG in tags:
+        return [date.fromisoformat(tags[PARTITION_TAG])]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        first = date.fromisoformat(tags[RANGE_START_TAG])
+        last = date.fromisoformat(tags[RANGE_END_TAG])
+        return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return []
 
 
 def window_days(start: datetime, end: datetime) -> tuple[date, date]:

@@ -3,17 +3,21 @@
 import dagster as dg
 from pydantic import Field, field_validator
 
+from web_analytics.warehouse.api import Warehouse, connect
 from web_analytics.warehouse.connection import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     LOCK_TIMEOUT_ENV,
     URL_ENV,
     parse_url,
 )
-from web_analytics.warehouse.core import Warehouse, connect
 
 
 class ClickhouseCluster(dg.ConfigurableResource):
-    """Where the warehouse lives: the embedded store by default, a server or cluster by URL."""
+    """Where the warehouse lives: the embedded store by default, a server or cluster by URL.
+
+    Bind ``url`` with ``dg.EnvVar("WEB_ANALYTICS_URL")`` so the UI shows the variable, never
+    the password it may hold.
+    """
 
     url: str | None = Field(
         default=None,
@@ -30,10 +34,10 @@ class ClickhouseCluster(dg.ConfigurableResource):
         ),
     )
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
     def _valid_url(cls, url: str | None) -> str | None:
-        if url:
+        if url and not isinstance(url, dg.EnvVar):  # a variable is checked when it is read
             parse_url(url)  # raises a ValueError that says which form to use
         return url or None
 

@@ -4,68 +4,71 @@ from datetime import timedelta
 
 import dagster as dg
 
-from web_analytics.orchestration.backfill import (
-    RANGE_END_TAG,
-    RANGE_START_TAG,
-    TRIGGER_TAG,
-    backfill_requests,
-)
-from web_analytics.orchestration.config import automation
+from web_analytics.orchestration.assets import TRIGGER_TAG
+from web_analytics.orchestration.backfill_requests import backfill_requests
 from web_analytics.orchestration.jobs import web_analytics_daily_job, web_analytics_maintenance_job
-from web_analytics.orchestration.partitions import daily_partitions, partition_key
+from web_analytics.orchestration.partitions import range_tags
 from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.orchestration.settings import WebAnalyticsSettings
 
 # The day before yesterday is recomputed too: its late-night sessions end only yesterday.
 DAILY_RECOMPUTE_DAYS = 2
+DAILY_SCHEDULE = "web_analytics_daily_schedule"
+BACKFILL_SCHEDULE = "web_analytics_backfill_schedule"
 
 
-@dg.schedule(
-    job=web_analytics_daily_job,
-    cron_schedule="0 1 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-def web_analytics_daily_schedule(context: dg.ScheduleEvaluationContext):
-    """At 01:00 UTC: compute yesterday and recompute the day before."""
-    today = context.scheduled_execution_time.date()
-    first = partition_key(today - timedelta(days=DAILY_RECOMPUTE_DAYS))
-    last = partition_key(today - timedelta(days=1))
-    first = max(first, daily_partitions.start.date().isoformat())
-    return dg.RunRequest(
-        run_key=f"daily-{last}",
-        tags={
-            RANGE_START_TAG: first,
-            RANGE_END_TAG: last,
-            TRIGGER_TAG: "schedule:web_analytics_daily_schedule",
-        },
+def schedules(settings: WebAnalyticsSettings) -> list[dg.ScheduleDefinition]:
+    """The daily pre-aggregation (01:00), the backfill check (02:00) and maintenance (03:00)."""
+    status = (
+        dg.DefaultScheduleStatus.RUNNING
+        if settings.automation_running
+        else dg.DefaultScheduleStatus.STOPPED
     )
 
-
-@dg.schedule(
-    job=web_analytics_daily_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-def web_analytics_backfill_schedule(
-    context: dg.ScheduleEvaluationContext, clickhouse: ClickhouseCluster
-):
-    """At 02:00 UTC: a full check of the lookback window that launches every day to fill."""
-    return backfill_requests(
-        clickhouse.warehouse(),
-        context.instance,
-        lookback_days=automation.lookback_days,
-        max_days=automation.lookback_days,
-        trigger="schedule:web_analytics_backfill_schedule",
-        log=context.log,
+    @dg.schedule(
+        name=DAILY_SCHEDULE,
+        job=web_analytics_daily_job,
+        cron_schedule="0 1 * * *",
+        execution_timezone="UTC",
+        default_status=status,
     )
+    def daily(context: dg.ScheduleEvaluationContext):
+        """At 01:00 UTC: compute yesterday and recompute the day before."""
+        today = context.scheduled_execution_time.date()
+        last = today - timedelta(days=1)
+        first = max(today - timedelta(days=DAILY_RECOMPUTE_DAYS), settings.first_day)
+        return dg.RunRequest(
+            run_key=f"daily-{last.isoformat()}",
+            tags={**range_tags(first, last), TRIGGER_TAG: f"schedule:{DAILY_SCHEDULE}"},
+        )
 
+    @dg.schedule(
+        name=BACKFILL_SCHEDULE,
+        job=web_analytics_daily_job,
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        default_status=status,
+    )
+    def backfill(
+        context: dg.ScheduleEvaluationContext,
+        clickhouse: ClickhouseCluster,
+        web_analytics_settings: WebAnalyticsSettings,
+    ):
+        """At 02:00 UTC: a full check of the lookback window that launches every day to fill."""
+        return backfill_requests(
+            context,
+            clickhouse,
+            web_analytics_settings,
+            max_days=web_analytics_settings.lookback_days,
+            trigger=f"schedule:{BACKFILL_SCHEDULE}",
+        )
 
-web_analytics_maintenance_schedule = dg.ScheduleDefinition(
-    name="web_analytics_maintenance_schedule",
-    job=web_analytics_maintenance_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="At 03:00 UTC: coverage update, gap report, cleanup of old status records.",
-)
+    maintenance = dg.ScheduleDefinition(
+        name="web_analytics_maintenance_schedule",
+        job=web_analytics_maintenance_job,
+        cron_schedule="0 3 * * *",
+        execution_timezone="UTC",
+        default_status=status,
+        description="At 03:00 UTC: coverage update, gap report, cleanup of old status records.",
+    )
+    return [daily, backfill, maintenance]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ALL, TABLE_METRICS
+from web_analytics.warehouse.schema import ALL, EVENTS, TABLE_METRICS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
 # Visitors are approximate (uniq states) and may differ by this share; the rest exactly.
@@ -67,14 +67,13 @@ def _differs(metric: str, preaggregated: int, raw: int) -> bool:
 def compare_with_raw(
     session: Session,
     table: str,
-    read_tables: dict[str, str],
     team_timezones: dict[int, str],
     first_day: date,
     last_day: date,
 ) -> AccuracyReport:
     """Every team and day where ``table`` disagrees with the raw events."""
     parameters = {
-        "table": read_tables[table],
+        "table": table,
         "dimension": ALL,
         "team_ids": sorted(team_timezones),
         "first_day": first_day,
@@ -92,7 +91,7 @@ def compare_with_raw(
     count, raw_parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
     raw: dict[tuple[int, date], dict[str, int]] = {}
     for team, day, visitors, views, sessions, bounces, duration in session.query(
-        _raw_sql(count, read_tables["events"]), raw_parameters
+        _raw_sql(count, EVENTS), raw_parameters
     ):
         all_metrics = {
             "visitors": visitors,

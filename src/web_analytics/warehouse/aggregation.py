@@ -24,7 +24,7 @@ from web_analytics.warehouse.schema import (
     local_name,
 )
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
-from web_analytics.warehouse.source import source_snapshot
+from web_analytics.warehouse.source_summary import source_snapshot
 
 
 @dataclass(frozen=True)

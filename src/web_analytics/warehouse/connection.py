@@ -30,6 +30,7 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
+from web_analytics.warehouse import validation
 from web_analytics.warehouse.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -41,19 +42,11 @@ DEFAULT_EMBEDDED_PATH = Path(".data/clickhouse")
 URL_ENV = "WEB_ANALYTICS_URL"
 LOCK_TIMEOUT_ENV = "WEB_ANALYTICS_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_SECONDS = 120.0
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL_FORMS = (
     "use chdb:///absolute/path or http(s)://user:password@host:8123/database[?cluster=NAME]"
 )
 
 T = TypeVar("T")
-
-
-def validate_identifier(value: str, what: str) -> str:
-    """Return ``value`` if it is a plain ClickHouse identifier, else raise ConfigurationError."""
-    if not _IDENTIFIER.match(value):
-        raise ConfigurationError(f"{what} {value!r} is not a valid identifier (letters, digits, _)")
-    return value
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ def parse_url(url: str | None) -> ConnectionTarget:
         )
     cluster = query.get("cluster")
     if cluster is not None:
-        validate_identifier(cluster, "cluster name")
+        validation.identifier(cluster, "cluster name")
     if parts.scheme == "chdb":
         if parts.netloc or not parts.path.startswith("/"):
             raise ConfigurationError(
@@ -111,7 +104,7 @@ def parse_url(url: str | None) -> ConnectionTarget:
         except ValueError:
             raise ConfigurationError(f"server URL has an invalid port: {_URL_FORMS}") from None
         database = parts.path.strip("/") or "default"
-        validate_identifier(database, "database name")
+        validation.identifier(database, "database name")
         return ConnectionTarget(
             kind="server",
             host=parts.hostname,

@@ -26,7 +26,7 @@ from web_analytics.warehouse.schema import (
     SOURCE_DAY_SUMMARY,
     TEAMS,
 )
-from web_analytics.warehouse.source import (
+from web_analytics.warehouse.source_summary import (
     SOURCE_DAY_TOTALS,
     SOURCE_DAYS,
     TEAM_FILTER,
@@ -100,6 +100,10 @@ class GapReport:
     # attempt changes, so a day that goes stale (or fails) again is launched again.
     day_keys: dict[date, str] = field(default_factory=dict)
     queries: int = 0
+
+    def with_extra_queries(self, count: int) -> GapReport:
+        """The same report, counting ``count`` more queries spent on it."""
+        return dataclasses.replace(self, queries=self.queries + count)
 
     def _day(self, index: int) -> date:
         return self.first_day + timedelta(days=index)

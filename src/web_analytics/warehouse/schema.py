@@ -22,6 +22,10 @@ BACKFILL_STATUS = "web_analytics_backfill_status"
 
 PRE_AGGREGATED_TABLES = (STATS, BOUNCES)
 
+# Events that count as a page view; ``$autocapture`` only affects bounces.
+PAGEVIEW_EVENTS = ("$pageview", "$screen")
+PAGEVIEW_EVENTS_SQL = "(" + ", ".join(f"'{name}'" for name in PAGEVIEW_EVENTS) + ")"
+
 # Session attributes a breakdown can split by, and the column of `events` each comes from.
 SESSION_DIMENSIONS = (
     "entry_pathname",
@@ -263,7 +267,7 @@ def summary_view_statement(cluster: str | None) -> str:
         "    team_id,\n"
         "    toDate(timestamp) - spill AS day,\n"
         "    countIf(spill = 0) AS events,\n"
-        "    countIf(spill = 0 AND event IN ('$pageview', '$screen') AND session_id != '')"
+        f"    countIf(spill = 0 AND event IN {PAGEVIEW_EVENTS_SQL} AND session_id != '')"
         " AS pageviews,\n"
         f"    sumIf({event_hash}, spill = 0) AS content_hash,\n"
         f"    sumIf({event_hash}, spill = 1) AS next_first_hour_hash\n"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-PAGEVIEW_EVENTS = "('$pageview', '$screen')"
+from web_analytics.warehouse.schema import PAGEVIEW_EVENTS_SQL
+
 MAX_SESSION = timedelta(hours=24)
 BOUNCE_MAX_SECONDS = 10
 
@@ -83,10 +84,10 @@ FROM
         toUInt64(toUnixTimestamp64Micro(max(timestamp)) - toUnixTimestamp64Micro(start))
             AS duration_us,
         argMax(if(person_id = '', distinct_id, person_id), timestamp) AS person,
-        countIf(event IN {PAGEVIEW_EVENTS}) AS pageviews,
+        countIf(event IN {PAGEVIEW_EVENTS_SQL}) AS pageviews,
         countIf(event = '$autocapture') AS autocaptures,
-        groupArrayIf(pathname, event IN {PAGEVIEW_EVENTS}) AS paths,
-        argMaxIf(pathname, timestamp, event IN {PAGEVIEW_EVENTS}) AS exit_pathname,
+        groupArrayIf(pathname, event IN {PAGEVIEW_EVENTS_SQL}) AS paths,
+        argMaxIf(pathname, timestamp, event IN {PAGEVIEW_EVENTS_SQL}) AS exit_pathname,
         argMin((pathname, host, referring_domain, utm_source, utm_medium, utm_campaign,
                 device_type, browser, os, country_code), timestamp) AS first
     FROM {events_table} FINAL

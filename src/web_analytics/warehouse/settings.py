@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from web_analytics.warehouse.errors import ConfigurationError
+from web_analytics.warehouse.validation import IDENTIFIER
 
 GIB = 1024**3
 
@@ -25,45 +27,61 @@ PRESETS: dict[str, dict[str, int]] = {
     },
 }
 
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+SettingValue = int | float | str
+ExtraSettings = Mapping[str, SettingValue] | str | None
 
 
-def parse_extra_settings(text: str | None) -> dict[str, int | float | str]:
-    """Parse ``"name=value,name=value"``; names are identifiers, values numbers or simple words.
+def _setting(name: object, value: object) -> tuple[str, SettingValue]:
+    """One extra setting checked: an identifier name, a number or a simple word as value."""
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
+        raise ConfigurationError(
+            f"extra ClickHouse setting name {name!r} is not a valid identifier"
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return name, value
+    text = value.strip() if isinstance(value, str) else ""
+    if _NUMBER.fullmatch(text):
+        return name, float(text) if "." in text else int(text)
+    if IDENTIFIER.fullmatch(text):
+        return name, text
+    raise ConfigurationError(
+        f"value {value!r} of ClickHouse setting {name!r} must be a number or a simple word"
+    )
+
+
+def parse_extra_settings(extra: ExtraSettings) -> dict[str, SettingValue]:
+    """Extra settings as a mapping, or as the text ``"name=value,name=value"``: names are
+    identifiers, values numbers or simple words.
 
     Anything else (quotes, spaces inside values, semicolons, comments) raises
     ``ConfigurationError`` before any query runs.
     """
-    if text is None or not text.strip():
+    if extra is None:
         return {}
-    parsed: dict[str, int | float | str] = {}
-    for item in text.split(","):
+    if isinstance(extra, Mapping):
+        return dict(_setting(name, value) for name, value in extra.items())
+    if not isinstance(extra, str):
+        raise ConfigurationError(
+            f"extra ClickHouse settings must be a mapping of name to value, got {extra!r}"
+        )
+    if not extra.strip():
+        return {}
+    parsed: dict[str, SettingValue] = {}
+    for item in extra.split(","):
         name, sep, value = (part.strip() for part in item.partition("="))
         if not sep:
             raise ConfigurationError(
                 f"extra ClickHouse setting {item.strip()!r} is not of the form name=value"
             )
-        if not _SETTING_NAME.match(name):
-            raise ConfigurationError(
-                f"extra ClickHouse setting name {name!r} is not a valid identifier"
-            )
-        if _NUMBER.match(value):
-            parsed[name] = float(value) if "." in value else int(value)
-        elif _WORD.match(value):
-            parsed[name] = value
-        else:
-            raise ConfigurationError(
-                f"value {value!r} of ClickHouse setting {name!r} must be a number or a simple word"
-            )
+        parsed.update([_setting(name, value)])
     return parsed
 
 
 def resolve_settings(
-    preset: str = "default", extra: str | None = None
-) -> dict[str, int | float | str]:
-    """Settings of a preset, overridden by the parsed ``extra`` settings text."""
+    preset: str = "default", extra: ExtraSettings = None
+) -> dict[str, SettingValue]:
+    """Settings of a preset, overridden by the checked ``extra`` settings."""
     if preset not in PRESETS:
         raise ConfigurationError(
             f"unknown ClickHouse settings preset {preset!r}: choose one of {', '.join(PRESETS)}"

@@ -3,11 +3,14 @@ the Dagster run, what triggered it, how it ended and the source fingerprints it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
+from web_analytics.warehouse.aggregation import AggregationResult
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import BACKFILL_STATUS, PRE_AGGREGATED_TABLES, local_name
 
@@ -74,6 +77,56 @@ def record_attempt(
             "error": [error[:MAX_ERROR_CHARS]] * len(keys),
         },
     )
+
+
+def recorded_aggregation(
+    session: Session,
+    days: Sequence[date],
+    run_id: str,
+    trigger: str,
+    kept_team_ids: Sequence[int],
+    aggregate: Callable[[], AggregationResult],
+) -> AggregationResult:
+    """Run ``aggregate`` as one recorded attempt over ``days``: 'started' before it, then
+    'succeeded' with the rows and source fingerprints, or 'failed' with the error.
+
+    Teams carried over unchanged (``kept_team_ids``) keep the fingerprints they were
+    computed with, so they stay complete.
+    """
+    attempt = {"days": days, "run_id": run_id, "trigger": trigger, "started_at": _now()}
+    record_attempt(session, status=AttemptStatus.STARTED, **attempt)
+    try:
+        result = aggregate()
+    except Exception as error:
+        _record_failure(session, attempt, error)
+        raise
+    carried = recorded_fingerprints(session, kept_team_ids, days[0], days[-1])
+    record_attempt(
+        session,
+        status=AttemptStatus.SUCCEEDED,
+        finished_at=_now(),
+        rows={table: result.rows_for(table) for table in PRE_AGGREGATED_TABLES},
+        fingerprints={**carried, **result.fingerprints},
+        **attempt,
+    )
+    return result
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _record_failure(session: Session, attempt: dict[str, Any], error: Exception) -> None:
+    try:
+        record_attempt(
+            session,
+            status=AttemptStatus.FAILED,
+            finished_at=_now(),
+            error=f"{type(error).__name__}: {error}",
+            **attempt,
+        )
+    except Exception:  # the store may be what failed; the 'started' record then stands
+        logging.getLogger(__name__).exception("could not record the failed attempt")
 
 
 _RECORDED_FINGERPRINTS = f"""

@@ -8,10 +8,13 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.errors import ConfigurationError
 from web_analytics.warehouse.schema import ALL, BREAKDOWN_DIMENSIONS, EVENTS, STATS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
 SOURCES = ("preaggregated", "raw")
+# Rows a breakdown returns at most (its LIMIT is bound as a UInt32).
+MAX_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -32,27 +35,9 @@ class BreakdownRow:
     bounce_rate: float | None
 
 
-def validate_range(
-    date_from: object, date_to: object, names: tuple[str, str] = ("date_from", "date_to")
-) -> tuple[date, date]:
-    """Both ends as dates, first not after last; errors use the caller's argument ``names``."""
-    for name, value in zip(names, (date_from, date_to), strict=True):
-        if isinstance(value, datetime) or not isinstance(value, date):
-            raise ValueError(f"{name} must be a datetime.date, got {value!r}")
-    assert isinstance(date_from, date) and isinstance(date_to, date)
-    if date_from > date_to:
-        raise ValueError(f"{names[0]} {date_from} is after {names[1]} {date_to}")
-    return date_from, date_to
-
-
-def validate_source(source: str) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-
-
 def validate_dimension(by: str) -> None:
     if by not in BREAKDOWN_DIMENSIONS:
-        raise ValueError(
+        raise ConfigurationError(
             f"cannot break down by {by!r}: choose one of {', '.join(BREAKDOWN_DIMENSIONS)}"
         )
 
@@ -118,14 +103,13 @@ LIMIT {{limit:UInt32}}
 
 
 def _preaggregated_parameters(
-    read_tables: dict[str, str],
     team_id: int,
     dimension: str,
     bucket_from: datetime,
     bucket_to: datetime,
 ) -> dict[str, object]:
     return {
-        "stats": read_tables[STATS],
+        "stats": STATS,
         "team_id": team_id,
         "dimension": dimension,
         "bucket_from": bucket_from,
@@ -140,15 +124,14 @@ def overview(
     date_from: date,
     date_to: date,
     source: str,
-    read_tables: dict[str, str],
 ) -> Overview:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
     if source == "preaggregated":
-        parameters = _preaggregated_parameters(read_tables, team_id, ALL, bucket_from, bucket_to)
+        parameters = _preaggregated_parameters(team_id, ALL, bucket_from, bucket_to)
         row = session.query(_PREAGGREGATED_OVERVIEW, parameters)[0]
     else:
         count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
-        row = session.query(_raw_overview_sql(count, read_tables[EVENTS]), parameters)[0]
+        row = session.query(_raw_overview_sql(count, EVENTS), parameters)[0]
     visitors, views, sessions, bounces, duration_us = (int(v or 0) for v in row)
     return Overview(
         visitors=visitors,
@@ -168,16 +151,15 @@ def breakdown(
     date_to: date,
     source: str,
     limit: int,
-    read_tables: dict[str, str],
 ) -> list[BreakdownRow]:
     bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
     if source == "preaggregated":
-        parameters = _preaggregated_parameters(read_tables, team_id, by, bucket_from, bucket_to)
+        parameters = _preaggregated_parameters(team_id, by, bucket_from, bucket_to)
         rows = session.query(_PREAGGREGATED_BREAKDOWN, {**parameters, "limit": limit})
     else:
         count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
         parameters["limit"] = limit
-        rows = session.query(_raw_breakdown_sql(count, read_tables[EVENTS], by), parameters)
+        rows = session.query(_raw_breakdown_sql(count, EVENTS, by), parameters)
     return [
         BreakdownRow(
             value=value or None,

@@ -50,6 +50,35 @@ GROUP BY team_id
 
 
 @dataclass(frozen=True)
+class StoreSummary:
+    """What the store holds: events per team and the UTC days they span."""
+
+    events: int
+    teams: int
+    first_day: date | None
+    last_day: date | None
+    events_per_team: dict[int, int]
+
+
+_PER_TEAM = f"""
+SELECT team_id, sum(events), min(day), max(day) FROM {SOURCE_DAY_SUMMARY}
+GROUP BY team_id ORDER BY team_id
+"""
+
+
+def store_summary(session: Session) -> StoreSummary:
+    rows = session.query(_PER_TEAM)
+    per_team = {int(team): int(events) for team, events, _, _ in rows}
+    return StoreSummary(
+        events=sum(per_team.values()),
+        teams=len(per_team),
+        first_day=min((row[2] for row in rows), default=None),
+        last_day=max((row[3] for row in rows), default=None),
+        events_per_team=per_team,
+    )
+
+
+@dataclass(frozen=True)
 class SourceSnapshot:
     fingerprints: dict[tuple[int, date], int]  # (team_id, day) -> fingerprint
     # Per team: events of the UTC days an aggregation of the range reads.

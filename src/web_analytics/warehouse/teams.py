@@ -1,0 +1,75 @@
+"""The team registry: each team's timezone and whether it is pre-aggregated.
+
+A team with events but no registry row is known too: enabled, in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.errors import ConfigurationError
+from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY, TEAMS
+
+
+@dataclass(frozen=True)
+class Team:
+    team_id: int
+    timezone: str
+    enabled: bool = True
+
+
+# Registry rows first (rank 0), then teams seen only in the events (rank 1, UTC, enabled);
+# ``{all_teams}`` or ``{team_ids}`` selects which.
+_KNOWN_TEAMS = f"""
+SELECT team_id, argMin(timezone, rank), argMin(enabled, rank)
+FROM
+(
+    SELECT team_id, timezone, enabled, 0 AS rank FROM {TEAMS} FINAL
+    WHERE {{all_teams:Bool}} OR team_id IN {{team_ids:Array(UInt64)}}
+    UNION ALL
+    SELECT DISTINCT team_id, 'UTC', true, 1 FROM {SOURCE_DAY_SUMMARY}
+    WHERE {{all_teams:Bool}} OR team_id IN {{team_ids:Array(UInt64)}}
+)
+GROUP BY team_id
+ORDER BY team_id
+"""
+
+
+def known_teams(session: Session, team_ids: Sequence[int] | None = None) -> list[Team]:
+    """Every known team (or those of ``team_ids`` that are known), ordered by id."""
+    rows = session.query(
+        _KNOWN_TEAMS, {"all_teams": team_ids is None, "team_ids": list(team_ids or [])}
+    )
+    return [Team(int(team), timezone, bool(enabled)) for team, timezone, enabled in rows]
+
+
+def team(session: Session, team_id: int) -> Team:
+    """One known team, or ``ConfigurationError`` if the store has never heard of it."""
+    found = known_teams(session, [team_id])
+    if not found:
+        raise ConfigurationError(f"unknown team {team_id}: it has no events and no registry entry")
+    return found[0]
+
+
+def enabled_team_timezones(
+    session: Session, team_ids: Sequence[int] | None = None
+) -> dict[int, str]:
+    """Timezone of every enabled team (or of the enabled teams among ``team_ids``, each of
+    which must be known)."""
+    teams = known_teams(session, team_ids)
+    if team_ids is not None:
+        unknown = sorted(set(team_ids) - {team.team_id for team in teams})
+        if unknown:
+            raise ConfigurationError(
+                f"unknown team(s) {unknown}: they have no events and no registry entry"
+            )
+    return {team.team_id: team.timezone for team in teams if team.enabled}
+
+
+def upsert(session: Session, team: Team) -> None:
+    session.insert_columns(
+        TEAMS,
+        {"team_id": [team.team_id], "timezone": [team.timezone], "enabled": [team.enabled]},
+    )
