@@ -121,7 +121,7 @@ def main() -> None:
         instance=instance, resources=defs.resources, definitions=defs
     ) as context:
         requests = defs.resolve_sensor_def("web_analytics_backfill_sensor")(context)
-    for request in requests:
+    for request in requests if isinstance(requests, list) else []:
         result = defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
             instance=instance, partition_key=request.partition_key, tags=request.tags
         )
@@ -137,12 +137,12 @@ def main() -> None:
         f"{'team':>4}  {'timezone':<20} {'visitors':>9} {'views':>9} {'sessions':>9} "
         f"{'avg dur':>8} {'bounce':>7}"
     )
-    for team in warehouse.teams():
-        o = warehouse.overview(team.team_id, date_from, last_day)
+    for known in warehouse.teams():
+        o = warehouse.overview(known.team_id, date_from, last_day)
         duration = f"{o.avg_session_duration:.0f} s" if o.avg_session_duration is not None else "-"
         bounce = f"{o.bounce_rate:.1%}" if o.bounce_rate is not None else "-"
         print(
-            f"{team.team_id:>4}  {team.timezone:<20} {o.visitors:>9,} {o.views:>9,} "
+            f"{known.team_id:>4}  {known.timezone:<20} {o.visitors:>9,} {o.views:>9,} "
             f"{o.sessions:>9,} {duration:>8} {bounce:>7}"
         )
 

@@ -59,7 +59,7 @@ def web_analytics_maintenance_job():
     cleanup_old_backfill_records_op(start_after=report)
 
 
-jobs = [
+jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
     web_analytics_daily_job,
     check_missing_data_job,
     update_data_coverage_job,

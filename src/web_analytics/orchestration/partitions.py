@@ -1,6 +1,7 @@
 """The daily UTC partitions of the pre-aggregated tables, how many days one run covers, and
 the run tags that name a range of them."""
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -33,7 +34,7 @@ def range_tags(first_day: date, last_day: date) -> dict[str, str]:
     return {RANGE_START_TAG: partition_key(first_day), RANGE_END_TAG: partition_key(last_day)}
 
 
-def tagged_days(tags: dict[str, str]) -> list[date]:
+def tagged_days(tags: Mapping[str, str]) -> list[date]:
     """The UTC days a run's partition tags name (none for an unpartitioned run)."""
     if PARTITION_TAG in tags:
         return [date.fromisoformat(tags[PARTITION_TAG])]

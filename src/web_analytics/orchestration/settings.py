@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import date
+from typing import Any, cast
 
 import dagster as dg
 from annotated_types import Ge, Le
@@ -80,7 +81,7 @@ class WebAnalyticsSettings(dg.ConfigurableResource):
         """The settings the ``WEB_ANALYTICS_*`` variables give, defaults for the unset ones;
         ``ConfigurationError`` naming the variable for a bad value."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for field_name, variable in _VARIABLES.items():
             raw = (environ.get(variable) or "").strip()
             if raw:
@@ -112,14 +113,20 @@ def _parse(variable: str, raw: str, field: FieldInfo) -> object:
             raise ConfigurationError(f"{variable}={raw!r} must be 'running' or 'stopped'")
         return raw.lower() == "running"
     if field.annotation is int:
-        low = next(bound.ge for bound in field.metadata if isinstance(bound, Ge))
-        high = next(bound.le for bound in field.metadata if isinstance(bound, Le))
+        low, high = _bounds(field)
         if not raw.isdigit() or not low <= int(raw) <= high:
             raise ConfigurationError(
                 f"{variable}={raw!r} must be a whole number from {low} to {high}"
             )
         return int(raw)
     return raw
+
+
+def _bounds(field: FieldInfo) -> tuple[int, int]:
+    """The ``ge`` and ``le`` bounds of a whole-number field."""
+    low = next(bound.ge for bound in field.metadata if isinstance(bound, Ge))
+    high = next(bound.le for bound in field.metadata if isinstance(bound, Le))
+    return cast(int, low), cast(int, high)
 
 
 def _first_invalid_field(error: Exception) -> str:

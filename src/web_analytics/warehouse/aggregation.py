@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -221,7 +221,7 @@ def aggregate_range(
     first_day: date,
     last_day: date,
     kept_team_ids: Sequence[int],
-    settings: dict[str, object],
+    settings: Mapping[str, object],
     cluster: str | None,
     max_events_per_pass: int = DEFAULT_MAX_EVENTS_PER_PASS,
 ) -> AggregationResult:

@@ -93,7 +93,12 @@ def recorded_aggregation(
     Teams carried over unchanged (``kept_team_ids``) keep the fingerprints they were
     computed with, so they stay complete.
     """
-    attempt = {"days": days, "run_id": run_id, "trigger": trigger, "started_at": _now()}
+    attempt: dict[str, Any] = {
+        "days": days,
+        "run_id": run_id,
+        "trigger": trigger,
+        "started_at": _now(),
+    }
     record_attempt(session, status=AttemptStatus.STARTED, **attempt)
     try:
         result = aggregate()

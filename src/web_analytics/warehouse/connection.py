@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import clickhouse_connect
@@ -217,9 +217,10 @@ class Session:
         settings: dict[str, Any] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Rows of a SELECT; values only through ``parameters`` (``{name:Type}`` placeholders)."""
-        return self._call(
+        rows = self._call(
             lambda: self.client.query(sql, parameters=parameters, settings=settings).result_rows
         )
+        return cast(list[tuple[Any, ...]], rows)
 
     def command(
         self,
