@@ -6,7 +6,15 @@ import os
 import dagster as dg
 
 from web_analytics.orchestration.assets import pre_aggregation_assets, web_analytics_tables
-from web_analytics.orchestration.jobs import jobs
+from web_analytics.orchestration.jobs import (
+    check_missing_data_job,
+    cleanup_backfill_records_job,
+    load_events_job,
+    show_data_gaps_job,
+    update_data_coverage_job,
+    web_analytics_daily_job,
+    web_analytics_maintenance_job,
+)
 from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.schedules import schedules
 from web_analytics.orchestration.sensors import backfill_sensor
@@ -22,7 +30,15 @@ def build_definitions(
     return dg.Definitions(
         assets=[web_analytics_tables, pre_aggregated],
         asset_checks=checks,
-        jobs=jobs,
+        jobs=[
+            web_analytics_daily_job,
+            check_missing_data_job,
+            update_data_coverage_job,
+            show_data_gaps_job,
+            cleanup_backfill_records_job,
+            web_analytics_maintenance_job,
+            load_events_job,
+        ],
         schedules=schedules(settings),
         sensors=[backfill_sensor(settings)],
         resources={

@@ -1,6 +1,7 @@
 """Turning a gap report into backfill runs: the one tick the sensor and the backfill
 schedule share."""
 
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
@@ -59,6 +60,34 @@ def backfill_requests(
         + ", ".join(str(day) for day in to_launch)
     )
     return [_request(day, report.day_keys.get(day, "none"), trigger) for day in to_launch]
+
+
+BackfillEvaluation = Callable[
+    [
+        dg.SensorEvaluationContext | dg.ScheduleEvaluationContext,
+        ClickhouseCluster,
+        WebAnalyticsSettings,
+    ],
+    list[dg.RunRequest] | dg.SkipReason,
+]
+
+
+def backfill_evaluation(
+    max_days: Callable[[WebAnalyticsSettings], int], trigger: str
+) -> BackfillEvaluation:
+    """The body of a sensor or schedule that launches backfill runs: at most
+    ``max_days(settings)`` days per evaluation, tagged with ``trigger``."""
+
+    def evaluate(
+        context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext,
+        clickhouse: ClickhouseCluster,
+        web_analytics_settings: WebAnalyticsSettings,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        return backfill_requests(
+            context, clickhouse, web_analytics_settings, max_days(web_analytics_settings), trigger
+        )
+
+    return evaluate
 
 
 def _request(day: date, day_key: str, trigger: str) -> dg.RunRequest:

@@ -57,14 +57,3 @@ def web_analytics_maintenance_job():
     coverage = update_data_coverage_op()
     report = show_data_gaps_detailed_op(start_after=coverage)
     cleanup_old_backfill_records_op(start_after=report)
-
-
-jobs: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
-    web_analytics_daily_job,
-    check_missing_data_job,
-    update_data_coverage_job,
-    show_data_gaps_job,
-    cleanup_backfill_records_job,
-    web_analytics_maintenance_job,
-    load_events_job,
-]

@@ -5,10 +5,9 @@ from datetime import timedelta
 import dagster as dg
 
 from web_analytics.orchestration.assets import TRIGGER_TAG
-from web_analytics.orchestration.backfill_requests import backfill_requests
+from web_analytics.orchestration.backfill_requests import backfill_evaluation
 from web_analytics.orchestration.jobs import web_analytics_daily_job, web_analytics_maintenance_job
 from web_analytics.orchestration.partitions import range_tags
-from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
 
 # The day before yesterday is recomputed too: its late-night sessions end only yesterday.
@@ -42,26 +41,19 @@ def schedules(settings: WebAnalyticsSettings) -> list[dg.ScheduleDefinition]:
             tags={**range_tags(first, last), TRIGGER_TAG: f"schedule:{DAILY_SCHEDULE}"},
         )
 
-    @dg.schedule(
+    backfill = dg.schedule(
         name=BACKFILL_SCHEDULE,
         job=web_analytics_daily_job,
         cron_schedule="0 2 * * *",
         execution_timezone="UTC",
         default_status=status,
-    )
-    def backfill(
-        context: dg.ScheduleEvaluationContext,
-        clickhouse: ClickhouseCluster,
-        web_analytics_settings: WebAnalyticsSettings,
-    ):
-        """At 02:00 UTC: a full check of the lookback window that launches every day to fill."""
-        return backfill_requests(
-            context,
-            clickhouse,
-            web_analytics_settings,
-            max_days=web_analytics_settings.lookback_days,
-            trigger=f"schedule:{BACKFILL_SCHEDULE}",
+        description="At 02:00 UTC: a full check of the lookback window that launches every "
+        "day to fill.",
+    )(
+        backfill_evaluation(
+            lambda settings: settings.lookback_days, trigger=f"schedule:{BACKFILL_SCHEDULE}"
         )
+    )
 
     maintenance = dg.ScheduleDefinition(
         name="web_analytics_maintenance_schedule",

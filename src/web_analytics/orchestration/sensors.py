@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from web_analytics.orchestration.backfill_requests import backfill_requests
+from web_analytics.orchestration.backfill_requests import backfill_evaluation
 from web_analytics.orchestration.jobs import web_analytics_daily_job
-from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
 
 SENSOR_NAME = "web_analytics_backfill_sensor"
@@ -13,7 +12,7 @@ SENSOR_NAME = "web_analytics_backfill_sensor"
 def backfill_sensor(settings: WebAnalyticsSettings) -> dg.SensorDefinition:
     """The backfill sensor at the configured interval and default status."""
 
-    @dg.sensor(
+    return dg.sensor(
         name=SENSOR_NAME,
         job=web_analytics_daily_job,
         minimum_interval_seconds=settings.sensor_interval_seconds,
@@ -27,18 +26,8 @@ def backfill_sensor(settings: WebAnalyticsSettings) -> dg.SensorDefinition:
             "window and launch their pre-aggregation, newest first, a capped number of days "
             "per tick."
         ),
-    )
-    def web_analytics_backfill_sensor(
-        context: dg.SensorEvaluationContext,
-        clickhouse: ClickhouseCluster,
-        web_analytics_settings: WebAnalyticsSettings,
-    ):
-        return backfill_requests(
-            context,
-            clickhouse,
-            web_analytics_settings,
-            max_days=web_analytics_settings.max_days_per_tick,
-            trigger=f"sensor:{SENSOR_NAME}",
+    )(
+        backfill_evaluation(
+            lambda settings: settings.max_days_per_tick, trigger=f"sensor:{SENSOR_NAME}"
         )
-
-    return web_analytics_backfill_sensor
+    )
