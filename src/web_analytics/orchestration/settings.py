@@ -28,6 +28,8 @@ MAX_DAYS_PER_TICK_ENV = "WEB_ANALYTICS_BACKFILL_MAX_DAYS_PER_TICK"
 SENSOR_INTERVAL_ENV = "WEB_ANALYTICS_BACKFILL_SENSOR_INTERVAL_SECONDS"
 RETENTION_ENV = "WEB_ANALYTICS_BACKFILL_RETENTION_DAYS"
 AUTOMATION_ENV = "WEB_ANALYTICS_AUTOMATION"
+MAX_FAILURES_ENV = "WEB_ANALYTICS_BACKFILL_MAX_FAILURES"
+MAX_RUNTIME_ENV = "WEB_ANALYTICS_MAX_RUNTIME_SECONDS"
 
 SIX_HOURS = 6 * 3600
 WEEK_SECONDS = 7 * 86400
@@ -61,6 +63,20 @@ class WebAnalyticsSettings(dg.ConfigurableResource):
         ge=1,
         le=MAX_WINDOW_DAYS,
         description="Age after which backfill status records are deleted.",
+    )
+    max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Consecutive failures after which a day is reported as failing instead "
+        "of relaunched.",
+    )
+    max_runtime_seconds: int = Field(
+        default=4 * 3600,
+        ge=60,
+        le=WEEK_SECONDS,
+        description="A pre-aggregation run still going after this long is failed by run "
+        "monitoring, and its days count as failed.",
     )
     automation_running: bool = Field(
         default=True, description="Whether schedules and the sensor start running by default."
@@ -103,6 +119,8 @@ _VARIABLES = {
     "max_days_per_tick": MAX_DAYS_PER_TICK_ENV,
     "sensor_interval_seconds": SENSOR_INTERVAL_ENV,
     "retention_days": RETENTION_ENV,
+    "max_failures": MAX_FAILURES_ENV,
+    "max_runtime_seconds": MAX_RUNTIME_ENV,
     "automation_running": AUTOMATION_ENV,
 }
 

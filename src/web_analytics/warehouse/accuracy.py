@@ -1,12 +1,14 @@
-"""Pre-aggregated totals compared with the raw computation, per team and UTC day."""
+"""Pre-aggregated totals compared with the raw computation, per team and UTC day, and the
+record of each check's outcome that gap detection reads (a failed day is ``inaccurate``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ALL, EVENTS, TABLE_METRICS
+from web_analytics.warehouse.schema import ACCURACY_CHECKS, ALL, EVENTS, TABLE_METRICS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
 # Visitors are approximate (uniq states) and may differ by this share; the rest exactly.
@@ -34,6 +36,20 @@ class AccuracyReport:
     def passed(self) -> bool:
         return not self.discrepancies
 
+    def inaccurate_teams(self, day: date) -> list[int]:
+        """Teams whose numbers differ from the raw events on ``day``."""
+        return sorted({d.team_id for d in self.discrepancies if d.day == day})
+
+    def for_day(self, day: date) -> AccuracyReport:
+        """The part of this report that concerns one day."""
+        return AccuracyReport(
+            self.table,
+            day,
+            day,
+            self.teams_checked,
+            [d for d in self.discrepancies if d.day == day],
+        )
+
 
 _PREAGGREGATED = {
     table: "SELECT team_id, toDate(period_bucket) AS day, "
@@ -48,13 +64,14 @@ _PREAGGREGATED_FILTER = """
 WHERE dimension = {dimension:String} AND team_id IN {team_ids:Array(UInt64)}
   AND day BETWEEN {first_day:Date} AND {last_day:Date}
 GROUP BY team_id, day"""
+_RAW_METRICS = ("visitors", "views", "sessions", "bounces", "total_duration_us")
 
 
-def _raw_sql(timezone_count: int, events: str) -> str:
+def _raw_sql(timezone_count: int) -> str:
     return f"""
 SELECT team_id, toDate(period_bucket) AS day, uniqExact(person), sum(pageviews), count(),
     sum(is_bounce), sum(duration_us)
-FROM ({sessions_query(timezone_count, events)})
+FROM ({sessions_query(timezone_count, EVENTS)})
 GROUP BY team_id, day"""
 
 
@@ -66,12 +83,34 @@ def _differs(metric: str, preaggregated: int, raw: int) -> bool:
 
 def compare_with_raw(
     session: Session,
+    tables: Sequence[str],
+    team_timezones: dict[int, str],
+    first_day: date,
+    last_day: date,
+) -> dict[str, AccuracyReport]:
+    """Every team and day where each of ``tables`` disagrees with the raw events; the raw
+    reference is computed once for all of them."""
+    bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
+    bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
+    count, raw_parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
+    raw = {
+        (int(team), day): dict(zip(_RAW_METRICS, map(int, values), strict=True))
+        for team, day, *values in session.query(_raw_sql(count), raw_parameters)
+    }
+    return {
+        table: _compare(session, table, raw, team_timezones, first_day, last_day)
+        for table in tables
+    }
+
+
+def _compare(
+    session: Session,
     table: str,
+    raw: dict[tuple[int, date], dict[str, int]],
     team_timezones: dict[int, str],
     first_day: date,
     last_day: date,
 ) -> AccuracyReport:
-    """Every team and day where ``table`` disagrees with the raw events."""
     parameters = {
         "table": table,
         "dimension": ALL,
@@ -86,27 +125,37 @@ def compare_with_raw(
             _PREAGGREGATED[table] + _PREAGGREGATED_FILTER, parameters
         )
     }
-    bucket_from = datetime.combine(first_day, datetime.min.time(), UTC)
-    bucket_to = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), UTC)
-    count, raw_parameters = sessions_parameters(team_timezones, bucket_from, bucket_to)
-    raw: dict[tuple[int, date], dict[str, int]] = {}
-    for team, day, visitors, views, sessions, bounces, duration in session.query(
-        _raw_sql(count, EVENTS), raw_parameters
-    ):
-        all_metrics = {
-            "visitors": visitors,
-            "views": views,
-            "sessions": sessions,
-            "bounces": bounces,
-            "total_duration_us": duration,
-        }
-        raw[(int(team), day)] = {metric: int(all_metrics[metric]) for metric in metrics}
-    zero = dict.fromkeys(metrics, 0)
+    zero = dict.fromkeys(_RAW_METRICS, 0)
     discrepancies = [
-        Discrepancy(team, day, metric, pre.get(metric, 0), expected)
+        Discrepancy(team, day, metric, pre.get(metric, 0), ref[metric])
         for team, day in sorted(set(preaggregated) | set(raw))
         for pre, ref in [(preaggregated.get((team, day), zero), raw.get((team, day), zero))]
-        for metric, expected in ref.items()
-        if _differs(metric, pre[metric], expected)
+        for metric in metrics
+        if _differs(metric, pre.get(metric, 0), ref[metric])
     ]
     return AccuracyReport(table, first_day, last_day, len(team_timezones), discrepancies)
+
+
+def record_checks(
+    session: Session, reports: Sequence[AccuracyReport], checked_at: datetime
+) -> None:
+    """Store each report's outcome per table and day: gap detection marks the teams that
+    differ ``inaccurate`` until the day is computed again."""
+    rows = [
+        (report.table, day, report.teams_checked, report.inaccurate_teams(day))
+        for report in reports
+        for day in (
+            report.first_day + timedelta(days=i)
+            for i in range((report.last_day - report.first_day).days + 1)
+        )
+    ]
+    session.insert_columns(
+        ACCURACY_CHECKS,
+        {
+            "table": [table for table, _, _, _ in rows],
+            "day": [day for _, day, _, _ in rows],
+            "checked_at": [checked_at] * len(rows),
+            "teams_checked": [teams for _, _, teams, _ in rows],
+            "inaccurate_teams": [inaccurate for _, _, _, inaccurate in rows],
+        },
+    )

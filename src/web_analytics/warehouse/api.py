@@ -230,7 +230,22 @@ class Warehouse:
         validation.date_range(first_day, last_day, ("first_day", "last_day"))
         with self.session() as session:
             team_timezones = teams.enabled_team_timezones(session)
-            return accuracy.compare_with_raw(session, table, team_timezones, first_day, last_day)
+            return accuracy.compare_with_raw(
+                session, [table], team_timezones, first_day, last_day
+            )[table]
+
+    def check_accuracy(self, first_day: date, last_day: date) -> dict[str, accuracy.AccuracyReport]:
+        """Both tables against one computation of the raw events over UTC days
+        ``[first_day, last_day]``, recorded per day: teams that differ make their day
+        ``inaccurate`` until it is computed again."""
+        validation.date_range(first_day, last_day, ("first_day", "last_day"))
+        with self.session() as session:
+            team_timezones = teams.enabled_team_timezones(session)
+            reports = accuracy.compare_with_raw(
+                session, PRE_AGGREGATED_TABLES, team_timezones, first_day, last_day
+            )
+            accuracy.record_checks(session, list(reports.values()), datetime.now(UTC))
+        return reports
 
     # --- gaps, coverage and backfill records ---------------------------------------------
 
@@ -241,14 +256,20 @@ class Warehouse:
         today: date | None = None,
     ) -> gaps.GapReport:
         """State of every enabled team and UTC day in ``[today - days_back, today - 1]`` for
-        both tables: empty, missing, stale, failed or complete."""
+        both tables: empty, missing, stale, failed, running, inaccurate or complete. An
+        attempt still in progress after ``max_runtime`` is taken for dead (failed)."""
         first_day, last_day = _window(days_back, today)
         team_ids = validation.team_ids(team_ids)
         with self.session() as session:
             if team_ids is None:
-                return gaps.detect(session, None, first_day, last_day, self.cluster)
+                return gaps.detect(
+                    session, None, first_day, last_day, self.cluster, now, max_runtime
+                )
             enabled = sorted(teams.enabled_team_timezones(session, team_ids))
-            report = gaps.detect(session, enabled, first_day, last_day, self.cluster)
+            report = gaps.detect(
+                session, enabled, first_day, last_day, self.cluster, now, max_runtime
+            )
+        max_runtime: timedelta = gaps.DEFAULT_MAX_RUNTIME,
         return report.with_extra_queries(1)  # the teams query
 
     def update_coverage(
@@ -258,10 +279,17 @@ class Warehouse:
         pageviews and the state."""
         first_day, last_day = _window(days_back, today)
         with self.session() as session:
-            report = gaps.detect(session, None, first_day, last_day, self.cluster)
-            return gaps.write_coverage(session, report, datetime.now(UTC))
+            now = datetime.now(UTC)
+            report = gaps.detect(session, None, first_day, last_day, self.cluster, now)
+            return gaps.write_coverage(session, report, now)
 
     def backfill_records(self, first_day: date, last_day: date) -> list[attempts.BackfillRecord]:
+    def record_ended_runs(self, runs: Sequence[attempts.EndedRun]) -> list[str]:
+        """Close the attempts of runs that ended (failed, cancelled, killed) without recording
+        how, so their days count as failed; returns the ids of the runs recorded now."""
+        with self.session() as session:
+            return attempts.record_ended_runs(session, runs, datetime.now(UTC))
+
         """Every recorded attempt for the UTC days ``[first_day, last_day]``."""
         validation.date_range(first_day, last_day, ("first_day", "last_day"))
         with self.session() as session:

@@ -134,6 +134,65 @@ def _record_failure(session: Session, attempt: dict[str, Any], error: Exception)
         logging.getLogger(__name__).exception("could not record the failed attempt")
 
 
+@dataclass(frozen=True)
+class EndedRun:
+    """A run that ended without success, as the orchestrator saw it."""
+
+    run_id: str
+    days: tuple[date, ...]
+    trigger: str
+    started_at: datetime
+    outcome: str  # how it ended, e.g. "failed" or "was cancelled"
+
+
+RUN_WORKER_DIED = "run worker died"
+
+# Per run: when its attempt started, and whether it recorded how it ended.
+_RUN_OUTCOMES = f"""
+SELECT run_id, min(started_at), countIf(status != 'started') > 0
+FROM {BACKFILL_STATUS} FINAL
+WHERE run_id IN {{run_ids:Array(String)}}
+GROUP BY run_id
+"""
+
+
+def record_ended_runs(session: Session, runs: Sequence[EndedRun], now: datetime) -> list[str]:
+    """Record a failed attempt for each run that ended without recording its outcome: one
+    that started writing died with its worker; one that never started writing (the store
+    was busy, the run was cancelled in the queue) failed before it could. Runs that recorded
+    their own outcome are left alone, so calling this again changes nothing."""
+    if not runs:
+        return []
+    known = {
+        run_id: (started_at, finished)
+        for run_id, started_at, finished in session.query(
+            _RUN_OUTCOMES, {"run_ids": [run.run_id for run in runs]}
+        )
+    }
+    recorded = []
+    for run in runs:
+        started_at, finished = known.get(run.run_id, (run.started_at, False))
+        if finished or not run.days:
+            continue
+        error = (
+            RUN_WORKER_DIED
+            if run.run_id in known
+            else f"the run {run.outcome} before it started writing"
+        )
+        record_attempt(
+            session,
+            run.days,
+            run.run_id,
+            run.trigger,
+            AttemptStatus.FAILED,
+            started_at,
+            finished_at=now,
+            error=error,
+        )
+        recorded.append(run.run_id)
+    return recorded
+
+
 _RECORDED_FINGERPRINTS = f"""
 SELECT day, argMaxIf(source_fingerprints, started_at, status = 'succeeded') AS fingerprints
 FROM {BACKFILL_STATUS} FINAL

@@ -36,6 +36,7 @@ from web_analytics.warehouse.errors import (
     ConnectionFailed,
     EmbeddedStoreBusy,
     QueryFailed,
+    WriteInterrupted,
 )
 
 DEFAULT_EMBEDDED_PATH = Path(".data/clickhouse")
@@ -191,7 +192,13 @@ def _scrub(text: str, target: ConnectionTarget) -> str:
 
 
 class Session:
-    """One open connection for a unit of work; every statement retries transient failures."""
+    """One open connection for a unit of work.
+
+    Reads and idempotent statements retry transient failures; writes (any INSERT) never do:
+    a write cut short may have landed in part, and a blind second try could count rows
+    twice. A transient failure of a write raises ``WriteInterrupted`` for the caller to
+    redo its whole unit of work from a clean start.
+    """
 
     def __init__(self, client: Client, target: ConnectionTarget, retry: RetryPolicy):
         self.client = client
@@ -204,11 +211,19 @@ class Session:
         (the engine dies with the process); ``None`` on a server, which outlives us."""
         return self.target.path if self.target.kind == "embedded" else None
 
-    def _call(self, operation: Callable[[], T]) -> T:
+    def _call(self, operation: Callable[[], T], idempotent: bool = True) -> T:
         try:
-            return self.retry.run(operation)
+            if idempotent:
+                return self.retry.run(operation)
+            return operation()
         except ClickHouseError as error:
-            raise QueryFailed(_scrub(str(error).strip(), self.target)) from None
+            message = _scrub(str(error).strip(), self.target)
+            if not idempotent and is_transient(error):
+                raise WriteInterrupted(
+                    f"a write was interrupted and not retried, so that no row can count "
+                    f"twice; rerun the whole operation: {message}"
+                ) from None
+            raise QueryFailed(message) from None
 
     def query(
         self,
@@ -228,20 +243,24 @@ class Session:
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
     ) -> None:
-        """Run a statement that returns no rows."""
-        self._call(lambda: self.client.command(sql, parameters=parameters, settings=settings))
+        """Run a statement that returns no rows; an INSERT is never retried."""
+        self._call(
+            lambda: self.client.command(sql, parameters=parameters, settings=settings),
+            idempotent=not sql.lstrip().upper().startswith("INSERT"),
+        )
 
     def insert_arrow(self, table: str, columns: Mapping[str, Any]) -> None:
         """Insert column arrays (numpy or lists) through Arrow: the fast path for bulk data."""
         data = pyarrow.table({name: pyarrow.array(values) for name, values in columns.items()})
-        self._call(lambda: self.client.insert_arrow(table, data))
+        self._call(lambda: self.client.insert_arrow(table, data), idempotent=False)
 
     def insert_columns(self, table: str, columns: dict[str, Sequence[Any]]) -> None:
         """Insert column-oriented data: ``{column name: values}``."""
         names = list(columns)
         data = [columns[name] for name in names]
         self._call(
-            lambda: self.client.insert(table, data, column_names=names, column_oriented=True)
+            lambda: self.client.insert(table, data, column_names=names, column_oriented=True),
+            idempotent=False,
         )
 
 

@@ -19,3 +19,8 @@ class EmbeddedStoreBusy(WarehouseError):
 
 class QueryFailed(WarehouseError):
     """ClickHouse rejected a statement, or it kept failing after the allowed retries."""
+
+
+class WriteInterrupted(QueryFailed):
+    """A write failed in a way another try may cure, but was not retried (it may have landed
+    in part): the whole operation must be redone from its start."""

@@ -19,6 +19,7 @@ from itertools import groupby
 
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.schema import (
+    ACCURACY_CHECKS,
     ALL,
     BACKFILL_STATUS,
     COVERAGE,
@@ -39,10 +40,14 @@ class DayState(StrEnum):
     MISSING = "missing"  # source has pageviews, the table has none for the team and day
     STALE = "stale"  # computed, but the source changed afterwards
     FAILED = "failed"  # the last attempt failed (or died) and the day is not complete
+    RUNNING = "running"  # an attempt is in flight and within its maximum runtime
+    INACCURATE = "inaccurate"  # computed, but its accuracy check against raw events failed
     COMPLETE = "complete"
 
 
-NEEDS_BACKFILL = frozenset({DayState.MISSING, DayState.STALE, DayState.FAILED})
+NEEDS_BACKFILL = frozenset({DayState.MISSING, DayState.STALE, DayState.FAILED, DayState.INACCURATE})
+# An attempt still 'started' after this long is taken for dead (its run worker died).
+DEFAULT_MAX_RUNTIME = timedelta(hours=4)
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,20 @@ _LETTERS = {
     "m": DayState.MISSING,
     "s": DayState.STALE,
     "f": DayState.FAILED,
+    "r": DayState.RUNNING,
+    "i": DayState.INACCURATE,
     "c": DayState.COMPLETE,
 }
-_NEEDS_BACKFILL = re.compile("[msf]")
+_NEEDS_BACKFILL = re.compile("[msfi]")
+
+
+@dataclass(frozen=True)
+class DayFailures:
+    """Consecutive failed attempts of a day since its latest success, and when the latest
+    one ended: what backfill backs off on."""
+
+    count: int
+    last_failed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,8 @@ class GapReport:
     # Per UTC day needing backfill: a key that changes when its source data or its latest
     # attempt changes, so a day that goes stale (or fails) again is launched again.
     day_keys: dict[date, str] = field(default_factory=dict)
+    # Per UTC day needing backfill whose latest attempts failed: how many, and when.
+    failures: dict[date, DayFailures] = field(default_factory=dict)
     queries: int = 0
 
     def with_extra_queries(self, count: int) -> GapReport:
@@ -138,6 +156,19 @@ class GapReport:
         }
         return [self._day(i) for i in sorted(indexes)]
 
+    def teams_needing_backfill(self, day: date) -> set[int]:
+        """Teams with a missing, stale, failed or inaccurate table on ``day``."""
+        index = (day - self.first_day).days
+        return {
+            team
+            for (team, _), letters in self.states.items()
+            if 0 <= index < len(letters) and _NEEDS_BACKFILL.match(letters[index])
+        }
+
+    def failing_days(self, max_failures: int) -> list[date]:
+        """Days needing backfill whose last ``max_failures`` attempts or more all failed."""
+        return sorted(day for day, f in self.failures.items() if f.count >= max_failures)
+
     def ranges(self, states: Iterable[DayState | str] | None = None) -> list[GapRange]:
         """Runs of consecutive days per team and table in one state (all states by default),
         ordered by team, table and first day."""
@@ -163,9 +194,10 @@ class CoverageReport:
     computed_at: datetime
 
 
-# Per table and UTC day of the window: the latest attempt, whether its partition exists, and
+# Per table and UTC day of the window: the latest attempt, whether its partition exists,
 # whether every team is unchanged since the latest success (one comparison per day:
-# fingerprints add up). Small: one row per table and day, whatever the number of teams.
+# fingerprints add up), the failures since that success, and the teams the latest accuracy
+# check after it found wrong. Small: one row per table and day, whatever the number of teams.
 _DAYS = f"""
 WITH
 current AS ({SOURCE_DAY_TOTALS}),
@@ -174,10 +206,22 @@ attempts AS
     SELECT table, day,
         argMax(status, started_at) AS last_status,
         argMax(run_id, started_at) AS last_run_id,
+        max(started_at) AS last_started_at,
         countIf(status = 'succeeded') > 0 AS computed,
+        maxIf(started_at, status = 'succeeded') AS succeeded_at,
         argMaxIf(run_id, started_at, status = 'succeeded') AS recorded_run_id,
-        argMaxIf(source_fingerprint_total, started_at, status = 'succeeded') AS recorded_total
+        argMaxIf(source_fingerprint_total, started_at, status = 'succeeded') AS recorded_total,
+        arrayCount((s, t) -> s != 'succeeded' AND t > succeeded_at,
+            groupArray(status), groupArray(started_at)) AS attempts_since_success,
+        max(ifNull(finished_at, started_at)) AS last_finished_at
     FROM {BACKFILL_STATUS} FINAL
+    WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+    GROUP BY table, day
+),
+checks AS
+(
+    SELECT table, day, argMax(inaccurate_teams, checked_at) AS teams, max(checked_at) AS at
+    FROM {ACCURACY_CHECKS}
     WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
     GROUP BY table, day
 ),
@@ -189,23 +233,33 @@ partitions AS
 )
 SELECT attempts.table, attempts.day, last_status, last_run_id, recorded_run_id, current.total,
     computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
-    written AND recorded_total = current.total AS unchanged
+    written AND recorded_total = current.total AS unchanged,
+    last_status = 'started' AND last_started_at >= {{running_since:DateTime64(6, 'UTC')}}
+        AS running,
+    if(last_status = 'succeeded', 0,
+        attempts_since_success - toUInt64(running)) AS failures,
+    last_finished_at,
+    if(checks.at > succeeded_at, checks.teams, []) AS inaccurate_teams
 FROM attempts
 LEFT JOIN current ON current.day = attempts.day
 LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
+LEFT JOIN checks ON checks.table = attempts.table AND checks.day = attempts.day
 SETTINGS join_use_nulls = 0
 """
 # A written day whose partition is gone (dropped by hand) counts as missing again; on a
 # cluster the parts live on other nodes, so the status records are trusted there.
 
-# A day's code per table, from _DAYS: 'c' unchanged; 'x' written but changed ('X' when the
-# latest attempt then failed or died); 'f' not written and the latest attempt failed or
-# died; 'm' not written. Team fingerprints are compared only on 'x' and 'X' days.
+# A day's code per table, from _DAYS: 'r' an attempt in flight; 'c' unchanged; 'x' written
+# but changed ('X' when the latest attempt then failed or died); 'f' not written and the
+# latest attempt failed or died; 'm' not written. Team fingerprints are compared only on
+# 'x' and 'X' days. An attempt 'started' but no longer running died with its run worker.
 _FAILED_STATUSES = ("failed", "started")
 
 
-def _day_code(written: bool, unchanged: bool, last_status: str) -> str:
+def _day_code(written: bool, unchanged: bool, last_status: str, running: bool) -> str:
     failed = last_status in _FAILED_STATUSES
+    if running:
+        return "r"
     if unchanged:
         return "c"
     if written:
@@ -279,9 +333,12 @@ def detect(
     first_day: date,
     last_day: date,
     cluster: str | None,
+    now: datetime,
+    max_runtime: timedelta = DEFAULT_MAX_RUNTIME,
 ) -> GapReport:
     """The gap report of ``team_ids`` (``None``: every enabled team) over ``[first_day,
-    last_day]``, in two queries: one row per table and day, then one row per team."""
+    last_day]``, in two queries: one row per table and day, then one row per team. An
+    attempt started within ``max_runtime`` before ``now`` is still running."""
     day_count = (last_day - first_day).days + 1
     parameters: dict[str, object] = {
         "team_ids": list(team_ids or []),
@@ -291,9 +348,12 @@ def detect(
         "tables": list(PRE_AGGREGATED_TABLES),
         "trust_records": cluster is not None,
         "day_count": day_count,
+        "running_since": now - max_runtime,
     }
     codes = {table: bytearray(b"m" * day_count) for table in PRE_AGGREGATED_TABLES}
     attempts: dict[date, list[tuple[str, int, str]]] = {}
+    failures: dict[date, DayFailures] = {}
+    inaccurate: dict[tuple[str, int], set[int]] = {}
     recorded_runs, changed_days = [], set()
     for (
         table,
@@ -304,10 +364,23 @@ def detect(
         total,
         written,
         unchanged,
+        running,
+        failed_attempts,
+        last_finished_at,
+        inaccurate_teams,
     ) in session.query(_DAYS, parameters):
-        code = _day_code(written, unchanged, last_status)
-        codes[table][(day - first_day).days] = ord(code)
+        code = _day_code(written, unchanged, last_status, running)
+        offset = (day - first_day).days
+        codes[table][offset] = ord(code)
         attempts.setdefault(day, []).append((table, int(total), last_run_id))
+        if failed_attempts and not running:
+            earlier = failures.get(day)
+            failures[day] = DayFailures(
+                max(int(failed_attempts), earlier.count if earlier else 0),
+                max(last_finished_at, earlier.last_failed_at) if earlier else last_finished_at,
+            )
+        if inaccurate_teams:
+            inaccurate[(table, offset)] = {int(team) for team in inaccurate_teams}
         if code in "xX":
             recorded_runs.append(f"{table} {day} {recorded_run}")
             changed_days.add(day)
@@ -338,13 +411,20 @@ def detect(
                     letters[offset] = _changed_letter(
                         letters[offset], current.get(offset), recorded.get((table, offset))
                     )
+            for (checked_table, offset), teams in inaccurate.items():
+                if checked_table == table and team in teams and letters[offset] == ord("c"):
+                    letters[offset] = ord("i")
             for offset in empty_offsets:
                 letters[offset] = ord("e")
             states[(int(team), table)] = letters.decode()
     listed = tuple(sorted({team for team, _ in states}))
     report = GapReport(first_day, last_day, listed, states, queries=2)
-    day_keys = {day: _day_key(attempts[day]) for day in report.needing_backfill if day in attempts}
-    return dataclasses.replace(report, day_keys=day_keys)
+    needing = report.needing_backfill
+    return dataclasses.replace(
+        report,
+        day_keys={day: _day_key(attempts[day]) for day in needing if day in attempts},
+        failures={day: failures[day] for day in needing if day in failures},
+    )
 
 
 def _day_key(attempts: list[tuple[str, int, str]]) -> str:

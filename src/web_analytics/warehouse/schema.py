@@ -19,6 +19,11 @@ BOUNCES = "web_pre_aggregated_bounces"
 STAGING_SUFFIX = "_staging"
 COVERAGE = "web_analytics_data_coverage"
 BACKFILL_STATUS = "web_analytics_backfill_status"
+ACCURACY_CHECKS = "web_analytics_accuracy_checks"
+# Session-local tables of a load (see ``loading``): the keys of a batch, and its events that
+# the store holds already.
+LOAD_KEYS = "events_load_keys"
+LOAD_HELD = "events_load_held"
 
 PRE_AGGREGATED_TABLES = (STATS, BOUNCES)
 
@@ -252,6 +257,21 @@ TABLES: tuple[Table, ...] = (
 )
 
 
+    Table(
+        name=ACCURACY_CHECKS,
+        columns=(
+            ("table", "LowCardinality(String)"),
+            ("day", "Date"),
+            ("checked_at", "DateTime64(6, 'UTC')"),
+            ("teams_checked", "UInt32"),
+            ("inaccurate_teams", "Array(UInt64)"),
+        ),
+        # The latest check of a table and day is the one that counts.
+        engine="ReplacingMergeTree",
+        engine_args="checked_at",
+        order_by="(table, day)",
+        comment="Latest accuracy check per table and UTC day: teams that differ from raw events",
+    ),
 def summary_view_statement(cluster: str | None) -> str:
     """The materialized view that keeps ``events_day_summary`` in step with inserts.
 
