@@ -49,6 +49,25 @@ GROUP BY team_id
 """
 
 
+# A change that alters what a team's days compute to without changing their events (a new
+# timezone moves every session's hour bucket) is added to the content hash of each of the
+# team's days: their fingerprints change, so every computed day becomes stale.
+_TEAM_CHANGED = f"""
+INSERT INTO {SOURCE_DAY_SUMMARY} (team_id, day, events, pageviews, content_hash,
+    next_first_hour_hash)
+SELECT team_id, day, 0, 0, {{change:UInt64}}, 0
+FROM {SOURCE_DAY_SUMMARY}
+WHERE team_id = {{team_id:UInt64}}
+GROUP BY team_id, day
+"""
+
+
+def mark_team_changed(session: Session, team_id: int, change: int) -> None:
+    """Make every day of ``team_id`` differ from what was computed (``change`` is any
+    non-zero number that identifies the change)."""
+    session.command(_TEAM_CHANGED, {"team_id": team_id, "change": change})
+
+
 @dataclass(frozen=True)
 class StoreSummary:
     """What the store holds: events per team and the UTC days they span."""

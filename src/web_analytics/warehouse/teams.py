@@ -5,9 +5,12 @@ A team with events but no registry row is known too: enabled, in UTC.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from web_analytics.warehouse import source_summary
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.errors import ConfigurationError
 from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY, TEAMS
@@ -69,6 +72,13 @@ def enabled_team_timezones(
 
 
 def upsert(session: Session, team: Team) -> None:
+    """Register ``team`` or change it; a new timezone makes its computed days stale (their
+    hour buckets move), so the backfill recomputes them."""
+    known = known_teams(session, [team.team_id])
+    if known and known[0].timezone != team.timezone:
+        change = f"{team.team_id}:{known[0].timezone}->{team.timezone}:{time.time_ns()}"
+        digest = hashlib.sha1(change.encode(), usedforsecurity=False).digest()
+        source_summary.mark_team_changed(session, team.team_id, int.from_bytes(digest[:8]) | 1)
     session.insert_columns(
         TEAMS,
         {"team_id": [team.team_id], "timezone": [team.timezone], "enabled": [team.enabled]},
