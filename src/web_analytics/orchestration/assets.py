@@ -17,7 +17,7 @@ from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.accuracy import AccuracyReport
 from web_analytics.warehouse.aggregation import AggregationResult, days_between
-from web_analytics.warehouse.errors import QueryFailed, WriteInterrupted
+from web_analytics.warehouse.errors import WarehouseError, WriteInterrupted
 from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
 from web_analytics.warehouse.settings import resolve_settings
 
@@ -175,7 +175,7 @@ def pre_aggregation_assets(
             )
         except WriteInterrupted:
             raise  # the retry policy reruns the whole step, which starts from clean staging
-        except (QueryFailed, ValueError) as error:
+        except (WarehouseError, ValueError) as error:
             # Transient failures were already retried by the warehouse; another try won't help.
             raise dg.Failure(description=str(error), allow_retries=False) from error
         context.log.info(

@@ -97,8 +97,9 @@ def backfill_requests(
     if plan.failing:
         context.log.warning(
             f"{len(plan.failing)} days failed {settings.max_failures} times in a row and are "
-            f"not relaunched until their data changes: "
+            "not relaunched: "
             + ", ".join(str(day) for day in plan.failing)
+            + "; fix the cause (see their runs' errors), then materialize them by hand"
         )
     if not plan.ranges:
         return dg.SkipReason(_nothing_to_launch(plan, report.team_ids, settings.lookback_days))

@@ -45,10 +45,18 @@ def ranges_table(report: GapReport) -> dg.TableMetadataValue:
     )
 
 
-def _report_gaps(context: dg.OpExecutionContext, report: GapReport, detailed: bool) -> GapReport:
-    """Log and attach the report: totals always; each gap range when ``detailed``, else a
-    sample of the days needing backfill."""
+def _report_gaps(
+    context: dg.OpExecutionContext, report: GapReport, detailed: bool, max_failures: int
+) -> GapReport:
+    """Log and attach the report: totals and the days that keep failing always; each gap
+    range when ``detailed``, else a sample of the days needing backfill."""
     needing = report.needing_backfill
+    failing = report.failing_days(max_failures)
+    if failing:
+        context.log.warning(
+            f"{len(failing)} days failed {max_failures} times in a row; the backfill no longer "
+            "relaunches them: " + ", ".join(str(day) for day in failing)
+        )
     context.log.info(
         f"{report.first_day} to {report.last_day}, {len(report.team_ids)} teams: "
         f"{len(needing)} days need backfill"
@@ -56,6 +64,7 @@ def _report_gaps(context: dg.OpExecutionContext, report: GapReport, detailed: bo
     )
     metadata: dict[str, object] = {
         "days_needing_backfill": len(needing),
+        "failing_days": ", ".join(str(day) for day in failing),
         "totals": counts_table(report.counts()),
     }
     if detailed:
@@ -82,16 +91,19 @@ def check_missing_data_op(
     """Totals per table and state, the days needing backfill and a sample of them."""
     days_back = config.days_back or web_analytics_settings.lookback_days
     report = clickhouse.warehouse().find_gaps(days_back=days_back)
-    return _report_gaps(context, report, detailed=False)
+    return _report_gaps(context, report, False, web_analytics_settings.max_failures)
 
 
 @dg.op(ins=AFTER)
 def show_data_gaps_detailed_op(
-    context: dg.OpExecutionContext, config: GapsConfig, clickhouse: ClickhouseCluster
+    context: dg.OpExecutionContext,
+    config: GapsConfig,
+    clickhouse: ClickhouseCluster,
+    web_analytics_settings: WebAnalyticsSettings,
 ) -> GapReport:
     """Gap ranges per team and table over the last ``days_back`` days."""
     report = clickhouse.warehouse().find_gaps(days_back=config.days_back, team_ids=config.team_ids)
-    return _report_gaps(context, report, detailed=True)
+    return _report_gaps(context, report, True, web_analytics_settings.max_failures)
 
 
 @dg.op(ins=AFTER)

@@ -65,7 +65,11 @@ def plan_backfill(
             busy.append(day)
         elif failures and failures.count >= max_failures:
             failing.append(day)
-        elif failures and now < failures.last_failed_at + tick * (2 ** (failures.count - 1) - 1):
+        elif (
+            failures
+            and failures.count > 1
+            and now < failures.last_failed_at + _wait(failures.count, tick)
+        ):
             backing_off.append(day)
         else:
             launchable.append(day)
@@ -77,6 +81,11 @@ def plan_backfill(
         backing_off=backing_off,
         failing=failing,
     )
+
+
+def _wait(failures: int, tick: timedelta) -> timedelta:
+    """How long a day waits after its latest failure: 0, 1, 3, 7 ... ticks."""
+    return tick * (2 ** (failures - 1) - 1)
 
 
 def _ranges(report: GapReport, days: list[date], max_days_per_run: int) -> list[BackfillRange]:

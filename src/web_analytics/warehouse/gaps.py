@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from itertools import groupby
@@ -374,6 +374,7 @@ def detect(
         codes[table][offset] = ord(code)
         attempts.setdefault(day, []).append((table, int(total), last_run_id))
         if failed_attempts and not running:
+            last_finished_at = _utc(last_finished_at)
             earlier = failures.get(day)
             failures[day] = DayFailures(
                 max(int(failed_attempts), earlier.count if earlier else 0),
@@ -425,6 +426,11 @@ def detect(
         day_keys={day: _day_key(attempts[day]) for day in needing if day in attempts},
         failures={day: failures[day] for day in needing if day in failures},
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (the driver may return it naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _day_key(attempts: list[tuple[str, int, str]]) -> str:
