@@ -16,7 +16,7 @@ import dagster as dg
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, generate, generate_batches, team_profiles
-from web_analytics.orchestration.partitions import range_tags
+from web_analytics.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
 from web_analytics.warehouse.connection import URL_ENV
 from web_analytics.warehouse.gaps import NEEDS_BACKFILL, GapReport
 
@@ -123,10 +123,16 @@ def main() -> None:
         requests = defs.resolve_sensor_def("web_analytics_backfill_sensor")(context)
     for request in requests if isinstance(requests, list) else []:
         result = defs.resolve_job_def("web_analytics_daily_job").execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            run_config=request.run_config,
         )
+        first = request.partition_key or request.tags[RANGE_START_TAG]
+        last = request.partition_key or request.tags[RANGE_END_TAG]
+        days = first if first == last else f"{first} to {last}"
         outcome = "ok" if result.success else "FAILED"
-        print(f"  {request.partition_key}: run {result.run_id[:8]} {outcome}")
+        print(f"  {days}: run {result.run_id[:8]} {outcome}")
     print(f"  ({time.monotonic() - started:.1f} s)")
 
     _print_gaps("Gap report after the backfill", warehouse.find_gaps(days_back=args.days))
