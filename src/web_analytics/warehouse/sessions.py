@@ -79,7 +79,8 @@ FROM
 (
     SELECT
         team_id,
-        transform(team_id, {{team_ids:Array(UInt64)}}, {{tz_indexes:Array(UInt8)}}, 0) AS tz_index,
+        transform(team_id, {{team_ids:Array(UInt64)}}, {{tz_indexes:Array(UInt16)}},
+            toUInt16(0)) AS tz_index,
         min(timestamp) AS start,
         toUInt64(toUnixTimestamp64Micro(max(timestamp)) - toUnixTimestamp64Micro(start))
             AS duration_us,

@@ -27,6 +27,36 @@ PRESETS: dict[str, dict[str, int]] = {
     },
 }
 
+# Settings a pre-aggregation may tune: threads, memory, spilling to disk, block sizes, join
+# and aggregation strategies, and limits that stop a query. Nothing that changes what a
+# session may do (readonly, profiles, users), what a query returns (overflow modes that
+# truncate results) or where data goes.
+ALLOWED_SETTINGS = frozenset(
+    {
+        "aggregation_memory_efficient_merge_threads",
+        "distributed_aggregation_memory_efficient",
+        "group_by_two_level_threshold",
+        "group_by_two_level_threshold_bytes",
+        "join_algorithm",
+        "max_block_size",
+        "max_bytes_before_external_group_by",
+        "max_bytes_before_external_sort",
+        "max_bytes_in_join",
+        "max_bytes_ratio_before_external_group_by",
+        "max_bytes_ratio_before_external_sort",
+        "max_bytes_to_read",
+        "max_execution_time",
+        "max_insert_block_size",
+        "max_insert_threads",
+        "max_memory_usage",
+        "max_rows_to_read",
+        "max_threads",
+        "min_insert_block_size_bytes",
+        "min_insert_block_size_rows",
+        "optimize_aggregation_in_order",
+        "preferred_block_size_bytes",
+    }
+)
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 SettingValue = int | float | str
 ExtraSettings = Mapping[str, SettingValue] | str | None
@@ -37,6 +67,11 @@ def _setting(name: object, value: object) -> tuple[str, SettingValue]:
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ConfigurationError(
             f"extra ClickHouse setting name {name!r} is not a valid identifier"
+        )
+    if name not in ALLOWED_SETTINGS:
+        raise ConfigurationError(
+            f"ClickHouse setting {name!r} is not one a pre-aggregation may change; "
+            f"allowed: {', '.join(sorted(ALLOWED_SETTINGS))}"
         )
     if isinstance(value, int | float) and not isinstance(value, bool):
         return name, value

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from web_analytics.warehouse import source_summary
-from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.connection import ConnectionTarget, Session
 from web_analytics.warehouse.errors import ConfigurationError
 from web_analytics.warehouse.schema import SOURCE_DAY_SUMMARY, TEAMS
 
@@ -71,9 +71,29 @@ def enabled_team_timezones(
     return {team.team_id: team.timezone for team in teams if team.enabled}
 
 
+# Per store: the timezone names its engine knows (fewer than Python's: every right/* is
+# refused), read once per process.
+_ENGINE_TIMEZONES: dict[ConnectionTarget, frozenset[str]] = {}
+
+
+def engine_timezones(session: Session) -> frozenset[str]:
+    """The timezone names ClickHouse knows on this store."""
+    if session.target not in _ENGINE_TIMEZONES:
+        rows = session.query("SELECT time_zone FROM system.time_zones")
+        _ENGINE_TIMEZONES[session.target] = frozenset(name for (name,) in rows)
+    return _ENGINE_TIMEZONES[session.target]
+
+
 def upsert(session: Session, team: Team) -> None:
     """Register ``team`` or change it; a new timezone makes its computed days stale (their
-    hour buckets move), so the backfill recomputes them."""
+    hour buckets move), so the backfill recomputes them. A timezone ClickHouse does not
+    know is refused: one such team would fail every aggregation and check."""
+    if team.timezone not in engine_timezones(session):
+        raise ConfigurationError(
+            f"timezone {team.timezone!r} is not known to ClickHouse (SELECT * FROM "
+            "system.time_zones lists those it knows): use a canonical IANA name such as "
+            "'Europe/London'"
+        )
     known = known_teams(session, [team.team_id])
     if known and known[0].timezone != team.timezone:
         change = f"{team.team_id}:{known[0].timezone}->{team.timezone}:{time.time_ns()}"
