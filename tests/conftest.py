@@ -1,10 +1,13 @@
-"""Shared fixtures: every test gets its own embedded store in a temporary directory."""
+"""Shared fixtures: every test gets its own embedded store in a temporary directory, its own
+Dagster instance, and today's UTC date read when the test starts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 import web_analytics
@@ -29,3 +32,17 @@ def warehouse(store_url: str) -> Iterator[web_analytics.Warehouse]:
 def clickhouse(store_url: str, warehouse: web_analytics.Warehouse) -> ClickhouseCluster:
     """The Dagster resource pointing at the test's store (schema already created)."""
     return ClickhouseCluster(url=store_url)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """An ephemeral Dagster instance."""
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def today() -> date:
+    """Today's UTC date, for the tests of code that reads the real clock (the sensor, the
+    schedules, the ops' default windows)."""
+    return datetime.now(UTC).date()

@@ -1,13 +1,111 @@
-"""Helpers shared by test modules: finalized dumps of the pre-aggregated tables and loading
-generated traffic."""
+"""Helpers shared by test modules: the event builders, finalized dumps of the pre-aggregated
+tables, loading generated traffic, definitions built from chosen settings, runs placed in a
+Dagster instance, and reading table metadata."""
 
 from __future__ import annotations
 
-from datetime import date
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import dagster as dg
 
 import web_analytics
+from web_analytics.definitions import build_definitions
 from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
+from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, TABLE_METRICS
+
+Event = dict[str, Any]
+
+# Extra settings under which the aggregation's big INSERT reads too many rows and fails mid-way.
+FAILING_SETTINGS = {"max_rows_to_read": 1}
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def visit(
+    team_id: int,
+    session_id: str | None,
+    steps: Iterable[tuple[str, str, str]],
+    *,
+    person: str | None,
+    distinct_id: str | None = None,
+    device: str = "Desktop",
+    browser: str = "Chrome",
+    country: str | None = None,
+    utm_source: str | None = None,
+) -> list[Event]:
+    """PostHog events of one session: ``steps`` are (UTC ISO timestamp, event, pathname)."""
+    events = []
+    for timestamp, name, path in steps:
+        properties: dict[str, object] = {
+            "$pathname": path,
+            "$host": "shop.example.com",
+            "$device_type": device,
+            "$browser": browser,
+            "$os": "Mac OS X",
+        }
+        if session_id is not None:
+            properties["$session_id"] = session_id
+        if country is not None:
+            properties["$geoip_country_code"] = country
+        if utm_source is not None:
+            properties["utm_source"] = utm_source
+        event: Event = {
+            "event": name,
+            "timestamp": timestamp,
+            "team_id": team_id,
+            "distinct_id": distinct_id or person,
+            "properties": properties,
+        }
+        if person is not None:
+            event["person_id"] = person
+        events.append(event)
+    return events
+
+
+def pageviews(
+    team_id: int, session_id: str, *timestamps: str, path: str = "/", person: str | None = None
+) -> list[Event]:
+    """One pageview of ``path`` per timestamp, in one session of ``person`` (by default a
+    person named after the session)."""
+    return visit(
+        team_id,
+        session_id,
+        [(timestamp, "$pageview", path) for timestamp in timestamps],
+        person=person or f"person-{session_id}",
+    )
+
+
+def pageviews_on(
+    team_id: int,
+    day: date,
+    session_id: str,
+    hour: int = 12,
+    count: int = 2,
+    seconds_apart: int = 30,
+) -> list[Event]:
+    """``count`` pageviews of one session on UTC ``day``, ``seconds_apart`` apart from
+    ``hour``:00."""
+    start = datetime.combine(day, time(hour), UTC)
+    return pageviews(
+        team_id,
+        session_id,
+        *((start + timedelta(seconds=seconds_apart * i)).isoformat() for i in range(count)),
+    )
+
+
+def traffic(teams: Iterable[int], days: Sequence[date]) -> list[Event]:
+    """One two-pageview session per team and day, at 12:00 and 12:00:30 UTC."""
+    return [e for t in teams for d in days for e in pageviews_on(t, d, f"s-{t}-{d}")]
+
+
+# --- the pre-aggregated tables -----------------------------------------------------------------
 
 # Every aggregate state finalized, one row per key: what a reader of the table would see.
 _FINALIZED = {
@@ -51,15 +149,53 @@ def load_generated(warehouse: web_analytics.Warehouse, options: GeneratorOptions
     warehouse.insert_event_columns(generate_batches(options))
 
 
-def pageviews(team_id: int, session_id: str, *timestamps: str) -> list[dict[str, object]]:
-    """A session of pageviews on ``/`` by a person named after the session."""
-    return [
-        {
-            "event": "$pageview",
-            "timestamp": timestamp,
-            "team_id": team_id,
-            "distinct_id": f"person-{session_id}",
-            "properties": {"$session_id": session_id, "$pathname": "/"},
-        }
-        for timestamp in timestamps
-    ]
+# --- Dagster -----------------------------------------------------------------------------------
+
+
+def definitions(url: str | None = None, **settings: Any) -> dg.Definitions:
+    """The project's definitions over the store at ``url``, with ``settings`` instead of the
+    defaults (never the environment's)."""
+    return build_definitions(WebAnalyticsSettings(**settings), ClickhouseCluster(url=url))
+
+
+def add_run(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    status: dg.DagsterRunStatus,
+    tags: dict[str, str],
+) -> dg.DagsterRun:
+    """A run of ``job_name`` in ``instance`` with ``status``, as the daemon would leave it."""
+    origin = _queued_origin(job_name) if status == dg.DagsterRunStatus.QUEUED else None
+    return instance.add_run(
+        dg.DagsterRun(job_name=job_name, status=status, tags=tags, remote_job_origin=origin)
+    )
+
+
+def _queued_origin(job_name: str) -> Any:
+    # Private API: Dagster refuses a queued run without its code location's origin, and only a
+    # workspace (private too) builds one in public code.
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteRepositoryOrigin
+
+    location = RegisteredCodeLocationOrigin("web_analytics")
+    return RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job_name)
+
+
+def records(value: object) -> list[dict[str, Any]]:
+    """The rows of a table metadata value, as dicts."""
+    assert isinstance(value, dg.TableMetadataValue), value
+    return [dict(record.data) for record in value.records]
+
+
+# --- other processes ---------------------------------------------------------------------------
+
+
+def start_python(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``code`` run by a new interpreter of this environment with ``args``; text pipes for
+    stdout and stderr (and whatever else ``popen`` asks for)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )

@@ -4,8 +4,9 @@ empty days, and equal to the raw computation on generated traffic."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from support import finalized, load_generated, pageviews, team_rows
@@ -16,6 +17,11 @@ from web_analytics.warehouse.aggregation import Pass, plan_passes
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, STATS
 
 JAN = [date(2024, 1, day) for day in range(1, 8)]
+
+
+def bucket_days(rows: list[tuple[object, ...]]) -> set[date]:
+    """The UTC days of finalized rows' period buckets."""
+    return {cast(datetime, row[1]).date() for row in rows}
 
 
 # --- generated traffic: same numbers however the days are computed ------------------------------
@@ -65,7 +71,7 @@ def test_a_week_in_one_run_equals_seven_single_day_runs(
     for table in PRE_AGGREGATED_TABLES:
         assert one_run[table] == day_by_day[table], table
         # Only the computed days are in the table.
-        assert {row[1].date() for row in one_run[table]} == set(JAN), table
+        assert bucket_days(one_run[table]) == set(JAN), table
 
 
 def test_passes_bounded_by_events_give_the_same_tables(
@@ -136,7 +142,7 @@ def test_a_disabled_team_is_left_out(two_teams: web_analytics.Warehouse) -> None
     dump = finalized(two_teams)
     assert {row[0] for rows in dump.values() for row in rows} == {1}
     assert {team for team, _ in result.fingerprints} == {1}
-    assert two_teams.overview(2, DAYS[0], DAYS[-1]).views == 0
+    assert two_teams.overview(2, DAYS[0], DAYS[-1], source="preaggregated").views == 0
     # The raw events of team 2 are still there: 3 days x 2 pageviews.
     assert two_teams.overview(2, DAYS[0], DAYS[-1], source="raw").views == 6
 
@@ -156,9 +162,13 @@ def test_aggregating_some_teams_keeps_the_rows_of_the_others(
     assert team_rows(after, 2) == team_rows(before, 2)
     assert team_rows(after, 1) != team_rows(before, 1)
     # Team 1 on Jan 2: the 2-pageview session plus the late bounce -> 3 views, 2 sessions.
-    assert two_teams.overview(1, DAYS[1], DAYS[1]) == web_analytics.Overview(2, 3, 2, 15.0, 0.5)
+    assert two_teams.overview(
+        1, DAYS[1], DAYS[1], source="preaggregated"
+    ) == web_analytics.Overview(2, 3, 2, 15.0, 0.5)
     # Team 2 keeps its old numbers until it is recomputed: 2 views, 1 session of 30 s.
-    assert two_teams.overview(2, DAYS[1], DAYS[1]) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
+    assert two_teams.overview(
+        2, DAYS[1], DAYS[1], source="preaggregated"
+    ) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
 
 
 def test_aggregating_an_unknown_team_is_refused(two_teams: web_analytics.Warehouse) -> None:
@@ -185,7 +195,7 @@ def test_a_late_event_changes_the_numbers_and_the_fingerprint_of_its_day_only_fo
         # Team 1, Jan 1: one more pageview in the existing session, 20 s later.
         warehouse.insert_events(pageviews(1, f"1-{days[0]}", f"{days[0]}T12:00:20Z"))
         new = warehouse.aggregate(days[0], days[-1])
-        jan_1 = warehouse.overview(1, days[0], days[0])
+        jan_1 = warehouse.overview(1, days[0], days[0], source="preaggregated")
 
     # A single-pageview bounce became a 2-pageview session of 20 s.
     assert jan_1 == web_analytics.Overview(1, 2, 1, 20.0, 0.0)
@@ -235,10 +245,10 @@ def test_a_late_event_that_changes_a_days_numbers_changes_its_fingerprint(
         warehouse.upsert_team(1, "UTC")
         warehouse.insert_events(events)
         old = warehouse.aggregate(DAYS[0], DAYS[-1])
-        before = warehouse.overview(1, changed_day, changed_day)
+        before = warehouse.overview(1, changed_day, changed_day, source="preaggregated")
         warehouse.insert_events(late)
         new = warehouse.aggregate(DAYS[0], DAYS[-1])
-        after = warehouse.overview(1, changed_day, changed_day)
+        after = warehouse.overview(1, changed_day, changed_day, source="preaggregated")
 
     assert after != before  # the day's numbers moved ...
     # ... so the day must look stale to anyone comparing fingerprints.
@@ -268,7 +278,7 @@ def test_a_day_without_traffic_holds_no_rows(warehouse: web_analytics.Warehouse)
         assert result.rows_for(table)[DAYS[1]] == 0, table
         assert result.rows_for(table)[DAYS[2]] > 0, table
         assert again.rows_for(table)[DAYS[2]] == 0, table
-        assert {row[1].date() for row in dump[table]} == {DAYS[0]}, table
+        assert bucket_days(dump[table]) == {DAYS[0]}, table
 
 
 # --- pre-aggregated equals raw on generated traffic ----------------------------------------------
@@ -294,7 +304,7 @@ def assert_preaggregated_matches_raw(
             assert report.teams_checked == options.teams
         for team in team_profiles(options.teams, options.seed):
             span = (team.team_id, options.first_day, options.last_day)
-            pre = warehouse.overview(*span)
+            pre = warehouse.overview(*span, source="preaggregated")
             raw = warehouse.overview(*span, source="raw")
             where = f"team {team.team_id} ({team.timezone})"
             assert raw.sessions > 0, where
@@ -309,8 +319,8 @@ def assert_preaggregated_matches_raw(
                 pre_rows = {
                     row.value: row
                     for row in warehouse.breakdown(
-                        *span[:1], by, *span[1:], limit=100_000
-                    )  # fmt: skip
+                        *span[:1], by, *span[1:], source="preaggregated", limit=100_000
+                    )
                 }
                 raw_rows = {
                     row.value: row

@@ -10,18 +10,20 @@ import os
 import signal
 import subprocess
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from test_gaps import pageviews, traffic
+from support import pageviews_on, traffic
 
 import web_analytics
-from web_analytics.orchestration.backfill import IN_FLIGHT
-from web_analytics.orchestration.jobs import check_missing_data_job
+from web_analytics.definitions import build_definitions
+from web_analytics.orchestration.backfill_requests import IN_FLIGHT
+from web_analytics.orchestration.partitions import tagged_days
 from web_analytics.orchestration.resources import ClickhouseCluster
-from web_analytics.warehouse.backfill import AttemptStatus
+from web_analytics.orchestration.settings import WebAnalyticsSettings
+from web_analytics.warehouse.attempts import AttemptStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 DAEMON = ROOT / ".venv" / "bin" / "dagster-daemon"
@@ -32,19 +34,19 @@ SENSOR = "web_analytics_backfill_sensor"
 pytestmark = pytest.mark.slow
 
 
-def ago(days: int) -> date:
-    return datetime.now(UTC).date() - timedelta(days=days)
-
-
-def prepare_store(url: str) -> list[date]:
+def prepare_store(url: str, today: date) -> list[date]:
     """Team 1 with traffic on T-4..T-1: T-4 computed then a late session (stale), T-3 and
     T-2 never computed (missing), T-1 complete. Returns the days to fill."""
+
+    def ago(days: int) -> date:
+        return today - timedelta(days=days)
+
     warehouse = web_analytics.connect(url, lock_timeout=LOCK_TIMEOUT)
     warehouse.ensure_schema()
     warehouse.insert_events(traffic((1,), [ago(n) for n in (4, 3, 2, 1)]))
     warehouse.aggregate(ago(4), ago(4))
     warehouse.aggregate(ago(1), ago(1))
-    warehouse.insert_events(pageviews(1, ago(4), "late", hour=15, count=1))
+    warehouse.insert_events(pageviews_on(1, ago(4), "late", hour=15, count=1))
     report = warehouse.find_gaps(days_back=30)
     assert report.needing_backfill == [ago(4), ago(3), ago(2)]
     assert {s.state.value for s in report.days if s.day == ago(4)} == {"stale"}
@@ -69,12 +71,12 @@ def runs_of(filters: dg.RunsFilter) -> list[dg.DagsterRun]:
 
 
 def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
-    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, today: date
 ) -> None:
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())
-    to_fill = prepare_store(store_url)
+    to_fill = prepare_store(store_url, today)
 
     env = {
         **os.environ,
@@ -97,7 +99,8 @@ def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
     try:
         # Filled, and every launched run finished (its accuracy checks run after the write).
         deadline = time.monotonic() + FILL_TIMEOUT
-        needing, running = to_fill, []
+        needing: list[date] = to_fill
+        running: list[dg.DagsterRun] = []
         while (needing or running) and time.monotonic() < deadline:
             assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-5000:]
             time.sleep(10)
@@ -111,11 +114,11 @@ def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
         log.close()
 
     # The diagnostic job agrees: nothing left to fill, nothing churned on empty days.
-    result = check_missing_data_job.execute_in_process(
-        resources={
-            "clickhouse": ClickhouseCluster(url=store_url, lock_timeout_seconds=LOCK_TIMEOUT)
-        }
+    defs = build_definitions(
+        WebAnalyticsSettings(),
+        ClickhouseCluster(url=store_url, lock_timeout_seconds=LOCK_TIMEOUT),
     )
+    result = defs.resolve_job_def("check_missing_data_job").execute_in_process()
     report = result.output_for_node("check_missing_data_op")
     assert report.needing_backfill == []
     # Team 1, T-4..T-1, both tables; every other day of the window had no traffic.
@@ -126,9 +129,9 @@ def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
     runs = runs_of(
         dg.RunsFilter(tags={"dagster/sensor_name": SENSOR}, statuses=[dg.DagsterRunStatus.SUCCESS])
     )
-    records = warehouse.backfill_records(ago(4), ago(2))
+    records = warehouse.backfill_records(to_fill[0], to_fill[-1])
     for day in to_fill:
-        launched = {run.run_id for run in runs if run.tags["dagster/partition"] == str(day)}
+        launched = {run.run_id for run in runs if day in tagged_days(run.tags)}
         recorded = {
             r.run_id
             for r in records

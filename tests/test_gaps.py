@@ -5,13 +5,14 @@ status records keep what detection needs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from support import FAILING_SETTINGS, pageviews_on, traffic
 
 import web_analytics
-from web_analytics.warehouse.backfill import AttemptStatus, CleanupReport, record_attempt
+from web_analytics.warehouse.attempts import AttemptStatus, CleanupReport, record_attempt
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.gaps import NEEDS_BACKFILL, DayState, DayStatus, GapRange, GapReport
 from web_analytics.warehouse.schema import BOUNCES, COVERAGE, PRE_AGGREGATED_TABLES, STATS
@@ -24,13 +25,18 @@ C, M, S, F, E = (
     DayState.EMPTY,
 )
 
+
+def counts(**team_days: int) -> dict[DayState, int]:
+    """Team-days per state, every state not named zero: ``counts(empty=3, complete=27)``."""
+    return {state: team_days.get(state.value, 0) for state in DayState}
+
+
 # The scenario's window: find_gaps(days_back=10, today=2024-01-11) covers 2024-01-01..10.
 TODAY = date(2024, 1, 11)
 DAYS = [date(2024, 1, d) for d in range(1, 11)]
 D1, D2, D3, D4, D5, D6, D7, D8, D9, D10 = DAYS
 TEAMS = (1, 2, 3)
 DISABLED_TEAM = 4
-FAILING = "max_rows_to_read=1"  # the big INSERT reads more rows: the run fails mid-way
 
 # By hand, per team, days 01..10 (same for both tables):
 # 01-03 computed while team 3 was disabled; 04 never computed; 05 computed, then a late
@@ -43,30 +49,9 @@ EXPECTED_STATES = {
 }
 
 
-def pageviews(
-    team: int, day: date, session: str, hour: int = 12, count: int = 2
-) -> list[dict[str, Any]]:
-    """``count`` pageviews of one session, 30 s apart, from ``hour``:00 UTC."""
-    start = datetime.combine(day, time(hour), UTC)
-    return [
-        {
-            "team_id": team,
-            "event": "$pageview",
-            "timestamp": (start + timedelta(seconds=30 * i)).isoformat(),
-            "distinct_id": f"person-{team}",
-            "properties": {"$session_id": session, "$current_url": "https://example.com/"},
-        }
-        for i in range(count)
-    ]
-
-
-def traffic(teams: tuple[int, ...], days: list[date]) -> list[dict[str, Any]]:
-    """One two-pageview session per team and day at 12:00 UTC."""
-    return [e for t in teams for d in days for e in pageviews(t, d, f"s-{t}-{d}")]
-
-
 def record_killed_run(warehouse: web_analytics.Warehouse, day: date) -> None:
-    """What a run killed mid-way leaves behind: a 'started' record that never ended."""
+    """What a run killed mid-way leaves behind: a 'started' record that never ended. It
+    started on 2024-01-09, long past the maximum runtime: its worker is dead, not running."""
     with warehouse.session() as session:
         record_attempt(
             session,
@@ -74,7 +59,7 @@ def record_killed_run(warehouse: web_analytics.Warehouse, day: date) -> None:
             run_id="killed-run",
             trigger="manual",
             status=AttemptStatus.STARTED,
-            started_at=datetime.now(UTC),
+            started_at=datetime(2024, 1, 9, tzinfo=UTC),
         )
 
 
@@ -92,10 +77,10 @@ def build_scenario(warehouse: web_analytics.Warehouse) -> None:
     warehouse.aggregate(D9, D10)
     for day in (D7, D9):
         with pytest.raises(web_analytics.QueryFailed, match="TOO_MANY_ROWS"):
-            warehouse.aggregate(day, day, extra_settings=FAILING)
+            warehouse.aggregate(day, day, extra_settings=FAILING_SETTINGS)
     record_killed_run(warehouse, D8)
     # A late session in the middle of 01-05, for team 2 only.
-    warehouse.insert_events(pageviews(2, D5, "late", hour=15, count=1))
+    warehouse.insert_events(pageviews_on(2, D5, "late", hour=15, count=1))
 
 
 def expected_states() -> dict[tuple[int, date, str], DayState]:
@@ -159,7 +144,7 @@ def test_every_team_day_and_table_has_the_state_its_history_gives_it(
     ]
     # Per table, 30 team-days: empty 3 (01-06); missing 3 (team 3, 01-01..03) + 3 (01-04);
     # stale 1; failed 6 (01-07 and 01-08); complete 30 - 3 - 6 - 1 - 6 = 14.
-    per_table = {E: 3, M: 6, S: 1, F: 6, C: 14}
+    per_table = counts(empty=3, missing=6, stale=1, failed=6, complete=14)
     assert report.counts() == {STATS: per_table, BOUNCES: per_table}
 
 
@@ -243,7 +228,7 @@ def test_a_dropped_partition_is_missing_for_that_table_until_refilled(
         for table in PRE_AGGREGATED_TABLES
     }
     # 30 team-days per table: 3 empty (01-06), the other 27 complete.
-    assert refilled.counts()[STATS] == {E: 3, M: 0, S: 0, F: 0, C: 27}
+    assert refilled.counts()[STATS] == counts(empty=3, complete=27)
 
     # A coverage refresh replaces earlier rows: still one per team, day and table.
     scenario.update_coverage(days_back=10, today=TODAY)
@@ -280,14 +265,16 @@ def test_a_late_event_in_the_next_days_first_hour_makes_the_day_stale(
     warehouse.aggregate(D1, D2)
     # Midnight of 01-02, in the session that started 12:00 on 01-01: 01-01's views and
     # duration change, so 01-01 is stale; 01-02's own events changed too.
-    warehouse.insert_events(pageviews(1, D2, f"s-1-{D1}", hour=0, count=1))
+    warehouse.insert_events(pageviews_on(1, D2, f"s-1-{D1}", hour=0, count=1))
 
     report = warehouse.find_gaps(days_back=2, today=D3)
 
     assert states_of(report) == {(1, d, t): S for d in (D1, D2) for t in PRE_AGGREGATED_TABLES}
     warehouse.aggregate(D1, D2)
     assert warehouse.find_gaps(days_back=2, today=D3).needing_backfill == []
-    assert warehouse.overview(1, D1, D1).views == 3  # the late view counts on 01-01
+    assert (
+        warehouse.overview(1, D1, D1, source="preaggregated").views == 3
+    )  # the late view counts on 01-01
 
 
 def test_gap_detection_costs_the_same_queries_for_2_teams_and_5_days_as_for_20_and_60(
@@ -296,7 +283,7 @@ def test_gap_detection_costs_the_same_queries_for_2_teams_and_5_days_as_for_20_a
     today = date(2024, 3, 1)
     window = [today - timedelta(days=i) for i in range(1, 61)]
     warehouse.insert_events(
-        [e for team in range(1, 21) for d in window for e in pageviews(team, d, "s", count=1)]
+        [e for team in range(1, 21) for d in window for e in pageviews_on(team, d, "s", count=1)]
     )
     executed: list[str] = []
     for name in ("query", "command"):
@@ -403,7 +390,7 @@ def test_cleanup_of_real_runs_leaves_the_gap_states_unchanged(
     warehouse.aggregate(D1, D2, run_id="both-days")
     warehouse.aggregate(D1, D1, run_id="d1-again")
     with pytest.raises(web_analytics.QueryFailed):
-        warehouse.aggregate(D1, D1, run_id="d1-failed", extra_settings=FAILING)
+        warehouse.aggregate(D1, D1, run_id="d1-failed", extra_settings=FAILING_SETTINGS)
     before = warehouse.find_gaps(days_back=2, today=D3)
     assert states_of(before) == {(1, d, t): C for d in (D1, D2) for t in PRE_AGGREGATED_TABLES}
 

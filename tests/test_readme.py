@@ -32,10 +32,11 @@ from unittest import mock
 import dagster as dg
 import pytest
 import yaml
+from support import pageviews_on
 
 import web_analytics
 from web_analytics.definitions import defs
-from web_analytics.warehouse.backfill import AttemptStatus
+from web_analytics.warehouse.attempts import AttemptStatus
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES
 
 ROOT = Path(__file__).parents[1]
@@ -84,23 +85,6 @@ COMMANDS = operating_commands(README)
 README_DAYS = sorted({day for command in COMMANDS for day in partition_days(command)})
 
 
-def pageviews(day: date, count: int, session: str, team: int = TEAM) -> list[dict[str, Any]]:
-    """``count`` pageviews of one session on ``day``, a minute apart from 10:00 UTC."""
-    return [
-        {
-            "team_id": team,
-            "event": "$pageview",
-            "timestamp": f"{day}T10:{minute:02d}:00Z",
-            "distinct_id": f"visitor-{session}",
-            "properties": {
-                "$session_id": session,
-                "$current_url": f"https://example.com/page-{minute}",
-            },
-        }
-        for minute in range(count)
-    ]
-
-
 @dataclass
 class Operated:
     """What the commands share: their environment, the store, and the runs they made."""
@@ -142,16 +126,21 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Operated:
 
     warehouse = web_analytics.connect(url)
     warehouse.ensure_schema()
-    events = [event for day in README_DAYS for event in pageviews(day, day.day, f"s-{day}")]
+    # N pageviews on day N of a month, a minute apart from 10:00 UTC.
+    events = [
+        event
+        for day in README_DAYS
+        for event in pageviews_on(TEAM, day, f"s-{day}", hour=10, count=day.day, seconds_apart=60)
+    ]
     for days_ago in RECENT_DAYS_AGO:
         day = today - timedelta(days=days_ago)
-        events += pageviews(day, 2, f"s-{day}")
+        events += pageviews_on(TEAM, day, f"s-{day}", hour=10, count=2, seconds_apart=60)
     assert warehouse.insert_events(events).rejected == []
     aggregated = today - timedelta(days=AGGREGATED_DAYS_AGO)
     warehouse.aggregate(aggregated, aggregated)
 
     events_file = base / "events.jsonl"
-    lines = [json.dumps(event) for event in pageviews(date(2024, 1, 3), 2, "f", FILE_TEAM)]
+    lines = [json.dumps(event) for event in pageviews_on(FILE_TEAM, date(2024, 1, 3), "f")]
     events_file.write_text("\n".join([*lines, "not json"]) + "\n", encoding="utf-8")
 
     env = {
@@ -235,7 +224,10 @@ def reports_missing_data(operated: Operated, command: str) -> None:
     needing = [operated.day(10), operated.day(3)]
     assert gap_summary(operated.day(30), operated.day(1), 1, needing) in output
     for table in PRE_AGGREGATED_TABLES:
-        assert f"{table}: 27 empty, 2 missing, 0 stale, 0 failed, 1 complete" in output
+        assert (
+            f"{table}: 27 empty, 2 missing, 0 stale, 0 failed, 0 running, 0 inaccurate, "
+            "1 complete" in output
+        )
 
 
 def shows_data_gaps(operated: Operated, command: str) -> None:
@@ -279,7 +271,7 @@ def pre_aggregates_days(operated: Operated, command: str) -> None:
     }
     assert written == {(table, day) for table in PRE_AGGREGATED_TABLES for day in days}
     for day in days:
-        overview = warehouse.overview(TEAM, day, day)
+        overview = warehouse.overview(TEAM, day, day, source="preaggregated")
         bounce_rate = 1 if day.day == 1 else 0  # a session of one pageview bounces
         assert (overview.views, overview.sessions, overview.bounce_rate) == (
             day.day,

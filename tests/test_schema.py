@@ -35,14 +35,20 @@ def objects_in_store(warehouse: web_analytics.Warehouse) -> dict[str, str]:
     return dict(rows)
 
 
+def created(statement: str) -> tuple[str, str]:
+    """Kind ("TABLE" or "MATERIALIZED VIEW") and name of a CREATE statement."""
+    match = CREATED.match(statement)
+    assert match, statement
+    return match.group(1), match.group(2)
+
+
+def created_name(statement: str) -> str:
+    return created(statement)[1]
+
+
 def created_objects(statements: list[str]) -> dict[str, str]:
     """Name -> "TABLE" or "MATERIALIZED VIEW" of each CREATE statement."""
-    objects = {}
-    for statement in statements:
-        match = CREATED.match(statement)
-        assert match, statement
-        objects[match.group(2)] = match.group(1)
-    return objects
+    return {name: kind for kind, name in map(created, statements)}
 
 
 def test_ensure_schema_creates_every_required_table(warehouse: web_analytics.Warehouse) -> None:
@@ -128,7 +134,7 @@ def test_cluster_tables_are_replicated_where_data_lives_and_distributed_for_read
 ) -> None:
     engines: dict[str, str] = {}
     for _, formatted in formatted_cluster_statements:
-        name = CREATED.match(formatted).group(2)
+        name = created_name(formatted)
         engine = ENGINE.search(formatted)
         engines[name] = engine.group(1) if engine else "(view)"
 
@@ -150,6 +156,6 @@ def test_cluster_tables_are_replicated_where_data_lives_and_distributed_for_read
     assert engines["events"].endswith(", team_id)")
     # Views write into local tables and read local tables, on the node that holds the data.
     for statement, formatted in formatted_cluster_statements:
-        if engines[CREATED.match(formatted).group(2)] == "(view)":
+        if engines[created_name(formatted)] == "(view)":
             assert re.search(r"\bTO \w+_local\b", formatted), statement
             assert re.search(r"\bFROM \w+_local\b", formatted), statement
