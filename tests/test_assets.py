@@ -1,22 +1,19 @@
-"""The Dagster shell, run for real: materializations, partition ranges, accuracy checks,
-run config, and the definitions the CLI and UI load."""
+"""The Dagster shell, run for real: materializations, partition ranges, accuracy checks and
+run config."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
+from typing import Any
 
 import dagster as dg
 import pytest
-from support import pageviews
+from support import pageviews, records
 
 import web_analytics
-from web_analytics.orchestration.assets import (
-    accuracy_checks,
-    web_analytics_tables,
-    web_pre_aggregated_tables,
-)
+from web_analytics.orchestration.assets import pre_aggregation_assets, web_analytics_tables
 from web_analytics.orchestration.resources import ClickhouseCluster
+from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
 
 DAYS = [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)]
@@ -30,13 +27,8 @@ METADATA_KEYS = {
     "duration_seconds",
     "clickhouse_settings",
 }
-ASSETS_AND_CHECKS = [web_pre_aggregated_tables, *accuracy_checks]
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
+PRE_AGGREGATED, ACCURACY_CHECKS = pre_aggregation_assets(WebAnalyticsSettings())
+ASSETS_AND_CHECKS = [PRE_AGGREGATED, *ACCURACY_CHECKS]
 
 
 @pytest.fixture
@@ -58,8 +50,8 @@ def loaded(warehouse: web_analytics.Warehouse) -> web_analytics.Warehouse:
 def materialize(
     clickhouse: ClickhouseCluster,
     instance: dg.DagsterInstance,
-    assets: list = ASSETS_AND_CHECKS,
-    **kwargs,
+    assets: list[Any] = ASSETS_AND_CHECKS,
+    **kwargs: Any,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(assets, resources={"clickhouse": clickhouse}, instance=instance, **kwargs)
 
@@ -75,7 +67,7 @@ def run_checks(
     return materialize(clickhouse, instance, selection=selection, tags={"dagster/partition": day})
 
 
-def materialized(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dict]:
+def materialized(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], Any]:
     """(asset, partition) -> metadata of every materialization of the run."""
     return {
         (event.asset_key.to_user_string(), event.partition): event.metadata
@@ -83,9 +75,10 @@ def materialized(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dic
     }
 
 
-def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], Any]:
+    """(asset, partition) -> evaluation of every accuracy check of the run."""
     return {
-        evaluation.asset_key.to_user_string(): evaluation
+        (evaluation.asset_key.to_user_string(), evaluation.partition): evaluation
         for evaluation in result.get_asset_check_evaluations()
     }
 
@@ -115,13 +108,15 @@ def test_one_partition_is_materialized_and_checked(
         assert metadata["rows_written"].value > 0
         assert metadata["source_events_read"].value >= 4  # at least Jan 2's own events
     evaluations = checks(result)
-    assert set(evaluations) == set(PRE_AGGREGATED_TABLES)
-    for evaluation in evaluations.values():
-        assert evaluation.passed
-        assert evaluation.partition == "2024-01-02"
+    assert set(evaluations) == {(table, "2024-01-02") for table in PRE_AGGREGATED_TABLES}
+    assert all(evaluation.passed for evaluation in evaluations.values())
     # What the run wrote: team 1 on Jan 2, one session of 2 views over 30 s.
-    assert loaded.overview(1, DAYS[1], DAYS[1]) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
-    assert loaded.overview(1, DAYS[0], DAYS[0]).views == 0  # Jan 1 was not in the run
+    assert loaded.overview(1, DAYS[1], DAYS[1], source="preaggregated") == web_analytics.Overview(
+        1, 2, 1, 30.0, 0.0
+    )
+    assert (
+        loaded.overview(1, DAYS[0], DAYS[0], source="preaggregated").views == 0
+    )  # Jan 1 was not in the run
 
 
 def test_a_partition_range_is_one_run_with_a_materialization_per_day(
@@ -139,28 +134,31 @@ def test_a_partition_range_is_one_run_with_a_materialization_per_day(
     for metadata in runs.values():
         assert set(metadata) >= METADATA_KEYS
         assert metadata["days"].value == "2024-01-01 to 2024-01-03"
+    # Every day of the range has its own check result.
     evaluations = checks(result)
-    assert set(evaluations) == set(PRE_AGGREGATED_TABLES)
+    assert set(evaluations) == set(runs)
     assert all(evaluation.passed for evaluation in evaluations.values())
     # 3 days x 2 views for team 1.
-    assert loaded.overview(1, DAYS[0], DAYS[-1]).views == 6
+    assert loaded.overview(1, DAYS[0], DAYS[-1], source="preaggregated").views == 6
     for table in PRE_AGGREGATED_TABLES:
         latest = instance.get_latest_materialization_event(dg.AssetKey(table))
         assert latest is not None and latest.run_id == result.run_id
 
 
+# Per table: the statement, and the difference the check reports (metric, table, raw).
 CORRUPTIONS = {
-    # One bounce too many on Jan 2 for team 1 (its totals row), rewritten in place.
+    # One bounce too many on Jan 2 for team 1 (its totals row), rewritten in place: its one
+    # session of 2 views over 30 s is no bounce.
     BOUNCES: (
         "ALTER TABLE web_pre_aggregated_bounces UPDATE bounces = bounces + 1 "
         "WHERE team_id = 1 AND dimension = '' AND toDate(period_bucket) = '2024-01-02'",
-        "bounces",
+        ("bounces", 1, 0),
     ),
-    # A stray row adding one view on Jan 2 for team 1.
+    # A stray row adding one view on Jan 2 for team 1, to its 2.
     STATS: (
         "INSERT INTO web_pre_aggregated_stats (team_id, period_bucket, dimension, value, views) "
         "VALUES (1, '2024-01-02 13:00:00', '', '', 1)",
-        "views",
+        ("views", 3, 2),
     ),
 }
 
@@ -173,7 +171,7 @@ def test_a_corrupted_partition_fails_its_check_naming_the_team_and_day(
     table: str,
 ) -> None:
     materialize(clickhouse, instance, tags={RANGE_START: "2024-01-01", RANGE_END: "2024-01-03"})
-    statement, metric = CORRUPTIONS[table]
+    statement, (metric, pre_aggregated, raw) = CORRUPTIONS[table]
     with loaded.session() as session:
         session.command(statement, settings={"mutations_sync": 2})
 
@@ -182,18 +180,21 @@ def test_a_corrupted_partition_fails_its_check_naming_the_team_and_day(
     assert result.success  # a failed check is a finding, not a crashed run
     assert materialized(result) == {}
     evaluations = checks(result)
-    failed = evaluations[table]
+    assert set(evaluations) == {(t, "2024-01-02") for t in PRE_AGGREGATED_TABLES}
+    failed = evaluations[(table, "2024-01-02")]
     assert not failed.passed
     assert failed.severity == dg.AssetCheckSeverity.ERROR
     assert failed.metadata["differences"].value == 1
-    assert f"| 1 | 2024-01-02 | {metric} |" in failed.metadata["differing_teams_and_days"].value
+    assert records(failed.metadata["differing_teams"]) == [
+        {"team": 1, "metric": metric, "pre_aggregated": pre_aggregated, "raw": raw}
+    ]
     (other,) = set(PRE_AGGREGATED_TABLES) - {table}
-    assert evaluations[other].passed
+    assert evaluations[(other, "2024-01-02")].passed
     # The neighbouring days are still right.
     for day in ("2024-01-01", "2024-01-03"):
         selection = dg.AssetSelection.checks_for_assets(dg.AssetKey(table))
         again = checks(run_checks(clickhouse, instance, day, selection))
-        assert again[table].passed, day
+        assert again[(table, day)].passed, day
 
 
 def test_run_config_picks_teams_and_clickhouse_settings(
@@ -205,13 +206,13 @@ def test_run_config_picks_teams_and_clickhouse_settings(
     config = {
         "team_ids": [1],
         "clickhouse_settings_preset": "high_performance",
-        "extra_clickhouse_settings": "max_threads=1",
+        "extra_clickhouse_settings": {"max_threads": 1},
     }
 
     result = materialize(
         clickhouse,
         instance,
-        assets=[web_pre_aggregated_tables],
+        assets=[PRE_AGGREGATED],
         partition_key="2024-01-02",
         run_config={"ops": {"web_pre_aggregated_tables": {"config": config}}},
     )
@@ -221,8 +222,12 @@ def test_run_config_picks_teams_and_clickhouse_settings(
     assert settings["max_threads"] == 1  # the extra setting wins over the preset's 16
     assert settings["max_memory_usage"] == 32 * 1024**3  # high_performance
     # Team 1 recomputed: 2 sessions, 3 views, one bounce; team 2 kept its old row: 1 and 2.
-    assert loaded.overview(1, DAYS[1], DAYS[1]) == web_analytics.Overview(2, 3, 2, 15.0, 0.5)
-    assert loaded.overview(2, DAYS[1], DAYS[1]) == web_analytics.Overview(1, 2, 1, 30.0, 0.0)
+    assert loaded.overview(1, DAYS[1], DAYS[1], source="preaggregated") == web_analytics.Overview(
+        2, 3, 2, 15.0, 0.5
+    )
+    assert loaded.overview(2, DAYS[1], DAYS[1], source="preaggregated") == web_analytics.Overview(
+        1, 2, 1, 30.0, 0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -235,19 +240,28 @@ def test_run_config_picks_teams_and_clickhouse_settings(
             id="unknown preset",
         ),
         pytest.param(
-            {"extra_clickhouse_settings": "max_threads=1; DROP TABLE events"},
+            {"extra_clickhouse_settings": {"max_threads": "1; DROP TABLE events"}},
             ValueError,
             "must be a number or a simple word",
             id="injection",
         ),
         pytest.param(
-            {"extra_clickhouse_settings": "max_threads"},
+            {"extra_clickhouse_settings": {"max threads": 1}},
             ValueError,
-            "is not of the form name=value",
-            id="setting without value",
+            "is not a valid identifier",
+            id="setting name with a space",
         ),
         pytest.param(
-            {"team_ids": [0]}, ValueError, "team_ids must be positive integers", id="team 0"
+            {"extra_clickhouse_settings": "max_threads=1"},
+            dg.DagsterInvalidConfigError,
+            "extra_clickhouse_settings",
+            id="settings as text",
+        ),
+        pytest.param(
+            {"team_ids": [0]},
+            ValueError,
+            "each of team_ids must be a positive integer, got 0",
+            id="team 0",
         ),
     ],
 )
@@ -263,63 +277,13 @@ def test_bad_run_config_is_refused_before_any_query(
         materialize(
             clickhouse,
             instance,
-            assets=[web_pre_aggregated_tables],
+            assets=[PRE_AGGREGATED],
             partition_key="2024-01-02",
             run_config={"ops": {"web_pre_aggregated_tables": {"config": config}}},
         )
 
     assert instance.get_latest_materialization_event(dg.AssetKey(STATS)) is None
     assert loaded.overview(1, DAYS[0], DAYS[-1], source="raw").views == 6  # events intact
-    assert loaded.overview(1, DAYS[0], DAYS[-1]).views == 0  # nothing was aggregated
-
-
-# --- the definitions the CLI and the UI load -----------------------------------------------------
-
-
-def test_the_daily_job_and_schedule_are_defined() -> None:
-    from web_analytics.definitions import defs
-
-    job = defs.resolve_job_def("web_analytics_daily_job")
-    schedule = defs.resolve_schedule_def("web_analytics_daily_schedule")
-
-    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} >= set(
-        PRE_AGGREGATED_TABLES
-    )
-    assert schedule.job_name == "web_analytics_daily_job"
-    assert schedule.cron_schedule == "0 1 * * *"
-    assert schedule.execution_timezone == "UTC"
-
-
-def test_the_daily_schedule_asks_for_yesterday_and_the_day_before() -> None:
-    from web_analytics.definitions import defs
-
-    schedule = defs.resolve_schedule_def("web_analytics_daily_schedule")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 1, 10, 1, 0, tzinfo=UTC)
-    )
-
-    (request,) = schedule.evaluate_tick(context).run_requests
-
-    assert request.tags[RANGE_START] == "2024-01-08"
-    assert request.tags[RANGE_END] == "2024-01-09"
-
-
-def test_the_pre_aggregated_assets_run_in_bounded_retried_pooled_utc_days() -> None:
-    from web_analytics.definitions import defs
-
-    for table in PRE_AGGREGATED_TABLES:
-        assets = defs.resolve_assets_def(table)
-        assert assets.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=14)
-        assert assets.op.pool == "clickhouse"
-        retry = assets.op.retry_policy
-        assert retry is not None and retry.max_retries >= 1
-        assert retry.backoff == dg.Backoff.EXPONENTIAL
-        assert retry.jitter is not None
-        partitions = assets.partitions_def
-        assert isinstance(partitions, dg.DailyPartitionsDefinition)
-        assert partitions.timezone == "UTC"
-        assert partitions.get_partition_key_range_for_time_window(
-            dg.TimeWindow(datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 4, tzinfo=UTC))
-        ) == dg.PartitionKeyRange("2024-01-02", "2024-01-03")
-    for check in accuracy_checks:
-        assert check.partitions_def == assets.partitions_def
+    assert (
+        loaded.overview(1, DAYS[0], DAYS[-1], source="preaggregated").views == 0
+    )  # nothing was aggregated
