@@ -6,60 +6,23 @@ is checked straight from raw events and from the pre-aggregated tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from support import visit
 
 import web_analytics
 from web_analytics import BreakdownRow, Overview
+from web_analytics.warehouse.connection import EmbeddedStore, Session
 
 SOURCES = ("raw", "preaggregated")
 TEAM = 1
 OTHER_TEAM = 2
 DAY = date(2024, 1, 2)
-
-
-def visit(
-    team_id: int,
-    session_id: str | None,
-    steps: list[tuple[str, str, str]],
-    *,
-    person: str | None,
-    distinct_id: str | None = None,
-    device: str = "Desktop",
-    browser: str = "Chrome",
-    country: str | None = None,
-    utm_source: str | None = None,
-) -> list[dict[str, object]]:
-    """PostHog events of one session: ``steps`` are (UTC ISO timestamp, event, pathname)."""
-    events = []
-    for timestamp, name, path in steps:
-        properties: dict[str, object] = {
-            "$pathname": path,
-            "$host": "shop.example.com",
-            "$device_type": device,
-            "$browser": browser,
-            "$os": "Mac OS X",
-        }
-        if session_id is not None:
-            properties["$session_id"] = session_id
-        if country is not None:
-            properties["$geoip_country_code"] = country
-        if utm_source is not None:
-            properties["utm_source"] = utm_source
-        event: dict[str, object] = {
-            "event": name,
-            "timestamp": timestamp,
-            "team_id": team_id,
-            "distinct_id": distinct_id or person,
-            "properties": properties,
-        }
-        if person is not None:
-            event["person_id"] = person
-        events.append(event)
-    return events
 
 
 def at(clock: str, day: date = DAY) -> str:
@@ -321,7 +284,7 @@ def test_breakdown_limit_keeps_the_top_rows(
         ),
         pytest.param(
             {"date_from": DAY, "date_to": DAY, "source": "cache"},
-            "source must be one of preaggregated, raw, got 'cache'",
+            "source must be one of auto, preaggregated, raw, got 'cache'",
             id="unknown source",
         ),
         pytest.param(
@@ -568,3 +531,49 @@ def test_an_event_delivered_twice_counts_once(
 
         # Once: 1 visitor, 2 views, 1 session of 20 s, not a bounce.
         assert overview == Overview(1, 2, 1, 20.0, 0.0), source
+
+
+# --- one turn on the store per call ------------------------------------------------------------
+
+
+class CountingStore(EmbeddedStore):
+    """The embedded store, counting the sessions its callers open on it."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        super().__init__(store.target, store.lock_timeout, store.retry)
+        self.opened = 0
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        self.opened += 1
+        with super().session() as session:
+            yield session
+
+
+def test_a_dashboard_read_or_an_aggregation_opens_the_store_once(
+    warehouse: web_analytics.Warehouse,
+) -> None:
+    assert isinstance(warehouse.store, EmbeddedStore)
+    store = CountingStore(warehouse.store)
+    counted = dataclasses.replace(warehouse, store=store)
+    warehouse.upsert_team(TEAM, "UTC")
+    warehouse.insert_events(
+        visit(
+            TEAM,
+            "s1",
+            [(at("10:00:00"), "$pageview", "/"), (at("10:00:20"), "$pageview", "/next")],
+            person="a",
+        )
+    )
+
+    def sessions_opened(method: Callable[..., object], *args: object, **kwargs: object) -> int:
+        before = store.opened
+        method(*args, **kwargs)
+        return store.opened - before
+
+    assert sessions_opened(counted.aggregate, DAY, DAY) == 1
+    for source in SOURCES:
+        assert sessions_opened(counted.overview, TEAM, DAY, DAY, source=source) == 1
+        assert sessions_opened(counted.breakdown, TEAM, "browser", DAY, DAY, source=source) == 1
+        # The one session gives the right answer: 1 visitor, 2 views, a session of 20 s.
+        assert counted.overview(TEAM, DAY, DAY, source=source) == Overview(1, 2, 1, 20.0, 0.0)
