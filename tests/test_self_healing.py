@@ -345,7 +345,12 @@ def test_a_write_cut_short_by_a_transient_error_is_not_retried(
         with pytest.raises(WriteInterrupted, match="not retried, so that no row can count twice"):
             session.command(
                 "INSERT INTO landed SELECT now64(9), number FROM numbers(2000000000)",
-                settings={"max_execution_time": 1, "max_block_size": 65536},
+                settings={
+                    "max_execution_time": 2,
+                    "max_block_size": 65536,
+                    "max_insert_block_size": 65536,
+                    "min_insert_block_size_rows": 65536,
+                },
             )
         [(attempts, rows)] = session.query("SELECT uniqExact(at), count() FROM landed")
     assert attempts == 1

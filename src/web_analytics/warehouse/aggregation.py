@@ -8,10 +8,11 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
+from web_analytics.warehouse.errors import QueryFailed, WriteInterrupted
 from web_analytics.warehouse.schema import (
     ALL,
     BOUNCES,
@@ -43,6 +44,8 @@ class AggregationResult:
     fingerprints: dict[tuple[int, date], int]  # (team_id, day) -> fingerprint
     source_events: int
     seconds: float
+    # Teams whose computation failed (their rows were kept as they were): team -> error.
+    failed_teams: dict[int, str] = field(default_factory=dict)
 
     def rows_for(self, table: str) -> dict[date, int]:
         return {day.day: day.rows[table] for day in self.days}
@@ -164,6 +167,25 @@ def partition_id(day: date) -> str:
     return day.strftime("%Y%m%d")
 
 
+def _pass_teams(parameters: Mapping[str, object]) -> list[int]:
+    teams = parameters["team_ids"]
+    assert isinstance(teams, list)
+    return teams
+
+
+def _delete_team_rows(
+    session: Session, table: str, team_ids: Sequence[int], cluster: str | None
+) -> None:
+    """Remove what a failed pass may have left of ``team_ids`` in a staging table."""
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    session.command(
+        f"ALTER TABLE {local_name(table, cluster)}{on_cluster} "
+        "DELETE WHERE team_id IN {team_ids:Array(UInt64)}",
+        {"team_ids": list(team_ids)},
+        settings={"mutations_sync": 2},
+    )
+
+
 def _alter_partitions(
     session: Session, table: str, commands: list[str], cluster: str | None
 ) -> None:
@@ -250,12 +272,38 @@ def aggregate_range(
 
     clear_staging()  # leftovers of a crashed run
     events_per_team = {team: snapshot.events_per_team.get(team, 0) for team in team_timezones}
-    for sessions, parameters in pass_sessions(
-        team_timezones, events_per_team, max_events_per_pass, first_day, last_day
-    ):
-        session.command(
-            stats_insert_sql(staging[STATS], f"({sessions})"), parameters, settings=insert_settings
-        )
+    failed: dict[int, str] = {}
+
+    def compute(timezones: dict[int, str]) -> None:
+        """Insert the passes of ``timezones``; a failed pass of several teams is retried team
+        by team, so one team's failure costs that team alone."""
+        events = {team: events_per_team[team] for team in timezones}
+        for sessions, parameters in pass_sessions(
+            timezones, events, max_events_per_pass, first_day, last_day
+        ):
+            teams = [team for team in _pass_teams(parameters) if team not in failed]
+            if not teams:
+                continue  # a team split into several passes whose first one failed
+            try:
+                session.command(
+                    stats_insert_sql(staging[STATS], f"({sessions})"),
+                    parameters,
+                    settings=insert_settings,
+                )
+            except WriteInterrupted:
+                raise  # transient: the whole run is redone from clean staging
+            except QueryFailed as error:
+                _delete_team_rows(session, staging[STATS], teams, cluster)
+                if len(teams) == 1:
+                    failed[teams[0]] = str(error)
+                else:
+                    for team in teams:
+                        compute({team: timezones[team]})
+
+    compute(team_timezones)
+    if failed and len(failed) == len(team_timezones):
+        raise QueryFailed(next(iter(failed.values())))
+    kept_team_ids = [*kept_team_ids, *sorted(failed)]
     in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
     key = "team_id, period_bucket, dimension, value"
     if kept_team_ids:
@@ -303,7 +351,10 @@ def aggregate_range(
         first_day=first_day,
         last_day=last_day,
         days=[DayResult(day, {table: rows[table][day] for table in rows}) for day in days],
-        fingerprints=snapshot.fingerprints,
+        fingerprints={
+            key: value for key, value in snapshot.fingerprints.items() if key[0] not in failed
+        },
         source_events=snapshot.events,
         seconds=time.monotonic() - started,
+        failed_teams=failed,
     )

@@ -54,6 +54,7 @@ def record_attempt(
     rows: Mapping[str, Mapping[date, int]] | None = None,
     fingerprints: Mapping[tuple[int, date], int] | None = None,
     error: str = "",
+    failed_teams: Mapping[int, str] | None = None,
 ) -> None:
     """Write the state of one attempt for every (table, day) it covers."""
     per_day: dict[date, dict[int, int]] = {day: {} for day in days}
@@ -75,6 +76,10 @@ def record_attempt(
             # Fingerprints are sums of event hashes, so a day's total is the sum of its teams'.
             "source_fingerprint_total": [sum(per_day[day].values()) % 2**64 for _, day in keys],
             "error": [error[:MAX_ERROR_CHARS]] * len(keys),
+            "failed_teams": [
+                {team: text[:MAX_ERROR_CHARS] for team, text in (failed_teams or {}).items()}
+            ]
+            * len(keys),
         },
     )
 
@@ -91,7 +96,8 @@ def recorded_aggregation(
     'succeeded' with the rows and source fingerprints, or 'failed' with the error.
 
     Teams carried over unchanged (``kept_team_ids``) keep the fingerprints they were
-    computed with, so they stay complete.
+    computed with, so they stay complete; teams whose computation failed keep theirs too,
+    and are listed with their error (their days are then failed for them alone).
     """
     attempt: dict[str, Any] = {
         "days": days,
@@ -105,13 +111,17 @@ def recorded_aggregation(
     except Exception as error:
         _record_failure(session, attempt, error)
         raise
-    carried = recorded_fingerprints(session, kept_team_ids, days[0], days[-1])
+    carried = recorded_fingerprints(
+        session, [*kept_team_ids, *result.failed_teams], days[0], days[-1]
+    )
     record_attempt(
         session,
         status=AttemptStatus.SUCCEEDED,
         finished_at=_now(),
         rows={table: result.rows_for(table) for table in PRE_AGGREGATED_TABLES},
         fingerprints={**carried, **result.fingerprints},
+        error="; ".join(f"team {team}: {text}" for team, text in result.failed_teams.items()),
+        failed_teams=result.failed_teams,
         **attempt,
     )
     return result

@@ -209,10 +209,13 @@ attempts AS
         max(started_at) AS last_started_at,
         countIf(status = 'succeeded') > 0 AS computed,
         maxIf(started_at, status = 'succeeded') AS succeeded_at,
+        argMax(failed_teams, started_at) AS last_failed_teams,
+        maxIf(started_at, status = 'succeeded' AND empty(failed_teams)) AS clean_success_at,
         argMaxIf(run_id, started_at, status = 'succeeded') AS recorded_run_id,
         argMaxIf(source_fingerprint_total, started_at, status = 'succeeded') AS recorded_total,
-        arrayCount((s, t) -> s != 'succeeded' AND t > succeeded_at,
-            groupArray(status), groupArray(started_at)) AS attempts_since_success,
+        arrayCount((s, t, f) -> (s != 'succeeded' OR notEmpty(f)) AND t > clean_success_at,
+            groupArray(status), groupArray(started_at), groupArray(failed_teams))
+            AS attempts_since_success,
         max(ifNull(finished_at, started_at)) AS last_finished_at
     FROM {BACKFILL_STATUS} FINAL
     WHERE day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
@@ -236,10 +239,11 @@ SELECT attempts.table, attempts.day, last_status, last_run_id, recorded_run_id, 
     written AND recorded_total = current.total AS unchanged,
     last_status = 'started' AND last_started_at >= {{running_since:DateTime64(6, 'UTC')}}
         AS running,
-    if(last_status = 'succeeded', 0,
+    if(last_status = 'succeeded' AND empty(last_failed_teams), 0,
         attempts_since_success - toUInt64(running)) AS failures,
     last_finished_at,
-    if(checks.at > succeeded_at, checks.teams, []) AS inaccurate_teams
+    if(checks.at > succeeded_at, checks.teams, []) AS inaccurate_teams,
+    if(running, [], mapKeys(last_failed_teams)) AS failed_teams
 FROM attempts
 LEFT JOIN current ON current.day = attempts.day
 LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = attempts.day
@@ -354,6 +358,7 @@ def detect(
     attempts: dict[date, list[tuple[str, int, str]]] = {}
     failures: dict[date, DayFailures] = {}
     inaccurate: dict[tuple[str, int], set[int]] = {}
+    failed_alone: dict[tuple[str, int], set[int]] = {}  # teams the latest attempt failed
     recorded_runs, changed_days = [], set()
     for (
         table,
@@ -368,6 +373,7 @@ def detect(
         failed_attempts,
         last_finished_at,
         inaccurate_teams,
+        failed_teams,
     ) in session.query(_DAYS, parameters):
         code = _day_code(written, unchanged, last_status, running)
         offset = (day - first_day).days
@@ -382,6 +388,8 @@ def detect(
             )
         if inaccurate_teams:
             inaccurate[(table, offset)] = {int(team) for team in inaccurate_teams}
+        if failed_teams:
+            failed_alone[(table, offset)] = {int(team) for team in failed_teams}
         if code in "xX":
             recorded_runs.append(f"{table} {day} {recorded_run}")
             changed_days.add(day)
@@ -415,6 +423,9 @@ def detect(
             for (checked_table, offset), teams in inaccurate.items():
                 if checked_table == table and team in teams and letters[offset] == ord("c"):
                     letters[offset] = ord("i")
+            for (attempted_table, offset), teams in failed_alone.items():
+                if attempted_table == table and team in teams:
+                    letters[offset] = ord("f")
             for offset in empty_offsets:
                 letters[offset] = ord("e")
             states[(int(team), table)] = letters.decode()
@@ -485,3 +496,118 @@ def write_coverage(session: Session, report: GapReport, computed_at: datetime) -
     return CoverageReport(
         report.first_day, report.last_day, len(statuses), report.counts(), computed_at
     )
+
+
+# --- one team's days, for dashboard reads ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamDays:
+    """One team's state of each UTC day of a window for one table, as ``detect`` gives it,
+    and the latest UTC day from the window's first on that the table was computed for
+    (``None``: none)."""
+
+    states: dict[date, DayState]
+    last_computed_day: date | None
+
+
+# ``detect``'s inputs for one team and table, per UTC day, in one grouping of four small reads
+# (a dashboard pays for this query on every read, so it avoids _DAYS's joins and FINAL): the
+# team's source summary, the status records (``at`` orders them: the latest attempt, and of
+# its run the latest version), the accuracy checks and the table's partitions.
+_TEAM_DAYS = f"""
+SELECT day,
+    sumIf(pageviews, part = 'source') AS pageviews,
+    sumIf(fingerprint, part = 'source') AS current,
+    argMaxIf(status, at, part = 'attempt') AS last_status,
+    maxIf(at.1, part = 'attempt') AS last_started_at,
+    countIf(part = 'attempt' AND status = 'succeeded') > 0 AS computed,
+    argMaxIf((team_recorded, fingerprint), at, part = 'attempt' AND status = 'succeeded')
+        AS recorded,
+    argMaxIf(team_failed, at, part = 'attempt') AS failed_alone,
+    argMaxIf(team_inaccurate, at, part = 'check')
+        AND maxIf(at, part = 'check') > maxIf(at, part = 'attempt' AND status = 'succeeded')
+        AS inaccurate,
+    countIf(part = 'partition') > 0 AS partition_exists
+FROM
+(
+    SELECT 'source' AS part, day, toUInt64(pageviews) AS pageviews,
+        {fingerprint("content_hash", "next_first_hour_hash")} AS fingerprint, '' AS status,
+        (toDateTime64(0, 6, 'UTC'), toDateTime64(0, 6, 'UTC')) AS at,
+        false AS team_recorded, false AS team_failed, false AS team_inaccurate
+    FROM {SOURCE_DAY_SUMMARY}
+    WHERE team_id = {{team_id:UInt64}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+    UNION ALL
+    -- every attempt from the first day on, each run's latest version: days after the window
+    -- tell whether the table was computed after its missing days
+    SELECT 'attempt', day, 0, source_fingerprints[{{team_id:UInt64}}], status,
+        (started_at, updated_at), mapContains(source_fingerprints, {{team_id:UInt64}}),
+        mapContains(failed_teams, {{team_id:UInt64}}), false
+    FROM {BACKFILL_STATUS}
+    WHERE table = {{table:String}} AND day >= {{first_day:Date}}
+    UNION ALL
+    SELECT 'check', day, 0, 0, '', (checked_at, checked_at), false, false,
+        has(inaccurate_teams, {{team_id:UInt64}})
+    FROM {ACCURACY_CHECKS}
+    WHERE table = {{table:String}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+    UNION ALL
+    SELECT DISTINCT 'partition', toDate(parseDateTime(partition_id, '%Y%m%d')) AS day, 0, 0,
+        '', (toDateTime64(0, 6, 'UTC'), toDateTime64(0, 6, 'UTC')), false, false, false
+    FROM system.parts
+    WHERE active AND database = currentDatabase() AND table = {{table:String}}
+      AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
+)
+GROUP BY day
+"""
+
+
+def team_days(
+    session: Session,
+    team_id: int,
+    table: str,
+    first_day: date,
+    last_day: date,
+    cluster: str | None,
+    now: datetime,
+    max_runtime: timedelta = DEFAULT_MAX_RUNTIME,
+) -> TeamDays:
+    """The state ``detect`` gives ``team_id`` and ``table`` on each UTC day of ``[first_day,
+    last_day]``, in one query: what a dashboard read needs to know before it reads.
+    ``tests/test_gaps`` keeps the two equal. A disabled team's days are read as any other's
+    (``detect`` leaves disabled teams out)."""
+    parameters = {"team_id": team_id, "table": table, "first_day": first_day, "last_day": last_day}
+    running_since = now - max_runtime
+    states = dict.fromkeys(
+        (first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)),
+        DayState.EMPTY,  # no summary row, no pageviews
+    )
+    last_computed_day = None
+    for (
+        day,
+        pageviews,
+        current,
+        last_status,
+        last_started_at,
+        computed,
+        (recorded_found, recorded),
+        failed_alone,
+        inaccurate,
+        partition_exists,
+    ) in session.query(_TEAM_DAYS, parameters):
+        if computed and (last_computed_day is None or day > last_computed_day):
+            last_computed_day = day
+        if not pageviews or day > last_day:
+            continue
+        running = last_status == "started" and _utc(last_started_at) >= running_since
+        written = computed and (cluster is not None or partition_exists)
+        recorded = int(recorded) if recorded_found else None
+        unchanged = written and recorded == int(current)
+        code = ord(_day_code(written, unchanged, last_status, running))
+        if code in b"xX":
+            code = _changed_letter(code, int(current), recorded)
+        if code == ord("c") and inaccurate:
+            code = ord("i")
+        if failed_alone and not running:
+            code = ord("f")
+        states[day] = _LETTERS[chr(code)]
+    return TeamDays(states, last_computed_day)

@@ -249,6 +249,7 @@ TABLES: tuple[Table, ...] = (
         ),
         engine="ReplacingMergeTree",
         engine_args="updated_at",
+            ("failed_teams", "Map(UInt64, String)"),
         order_by="(table, day, run_id)",
         comment="One row per partition write attempt: run, trigger, status and source fingerprints",
         # Detection reads the fingerprints of a few days: small granules, less to decode.
@@ -302,3 +303,18 @@ def schema_statements(cluster: str | None) -> list[str]:
     statements = [statement for table in TABLES for statement in table.statements(cluster)]
     statements.append(summary_view_statement(cluster))
     return statements
+    statements.extend(added_column_statements(cluster))
+
+
+# Columns added after a table was first released: stores created before get them on their
+# next ``ensure_schema``.
+ADDED_COLUMNS = ((BACKFILL_STATUS, "failed_teams", "Map(UInt64, String)"),)
+
+
+def added_column_statements(cluster: str | None) -> list[str]:
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    return [
+        f"ALTER TABLE {name}{on_cluster} ADD COLUMN IF NOT EXISTS {column} {type_}"
+        for table, column, type_ in ADDED_COLUMNS
+        for name in ([local_name(table, cluster), table] if cluster else [table])
+    ]
