@@ -1,5 +1,5 @@
-"""The README's "Operating" commands, run as written from the project root, do what the README
-says: the diagnostic jobs report the days that need backfill, `dg launch` pre-aggregates the
+"""The README's "Operating" commands, typed as written at the project root in a shell that has
+sourced `.venv/bin/activate`, do what the README says: the diagnostic jobs report the days that need backfill, `dg launch` pre-aggregates the
 named days, a JSON-lines file loads, the CLI lists the jobs and runs, `tasks.py logs` prints a
 run's events and `tasks.py dev` serves the UI with the daemon.
 
@@ -41,6 +41,7 @@ from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
+ACTIVATE = ROOT / ".venv" / "bin" / "activate"
 COMMAND_TIMEOUT = 300  # seconds; a pre-aggregation run over a week takes about a minute
 DEV_URL = "http://127.0.0.1:3000/server_info"
 DEV_PORT = 3000
@@ -155,11 +156,17 @@ def operated(tmp_path_factory: pytest.TempPathFactory) -> Operated:
 # --- running commands ---------------------------------------------------------------------
 
 
+def as_typed(operated: Operated, command: str) -> list[str]:
+    """``command`` typed into a shell at the project root after ``source .venv/bin/activate``
+    (as the README says), with the test's own Dagster home."""
+    line = f". {ACTIVATE} && export DAGSTER_HOME={shlex.quote(str(operated.home))} && {command}"
+    return ["bash", "-c", line]
+
+
 def run(operated: Operated, command: str) -> str:
     """Run ``command`` as a user would; it must exit 0. Returns stdout and stderr."""
     result = subprocess.run(
-        command,
-        shell=True,
+        as_typed(operated, command),
         cwd=ROOT,
         env=operated.env,
         timeout=COMMAND_TIMEOUT,
@@ -374,8 +381,7 @@ def serves_ui_with_daemon(operated: Operated, command: str) -> None:
     log = operated.home.parent / "dev.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            command,
-            shell=True,
+            as_typed(operated, command),
             cwd=ROOT,
             env=operated.env,
             stdout=output,
@@ -399,8 +405,8 @@ EXPECTATIONS: list[tuple[str, Callable[[Operated, str], None]]] = [
     (r"-j cleanup_backfill_records_job\b", cleans_up_records),
     (r"dg launch --assets .* --partition(-range)? ", pre_aggregates_days),
     (r"--job load_events_job\b", loads_events_file),
-    (r"tasks\.py dagster job list$", lists_jobs),
-    (r"tasks\.py dagster run list$", lists_runs),
+    (r"\bdagster job list$", lists_jobs),
+    (r"\bdagster run list$", lists_runs),
     (r"tasks\.py logs RUN_ID$", prints_run_logs),
     (r"tasks\.py dev$", serves_ui_with_daemon),
 ]
