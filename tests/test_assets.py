@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from support import pageviews, records
+from support import FAILING_SETTINGS, pageviews, records
 
 import web_analytics
 from web_analytics.orchestration.assets import pre_aggregation_assets, web_analytics_tables
@@ -228,6 +228,27 @@ def test_run_config_picks_teams_and_clickhouse_settings(
     assert loaded.overview(2, DAYS[1], DAYS[1], source="preaggregated") == web_analytics.Overview(
         1, 2, 1, 30.0, 0.0
     )
+
+
+def test_extra_settings_from_run_config_reach_clickhouse(
+    loaded: web_analytics.Warehouse, clickhouse: ClickhouseCluster, instance: dg.DagsterInstance
+) -> None:
+    # A limit of one row read: the aggregation's queries read more, so ClickHouse stops them.
+    config = {"extra_clickhouse_settings": FAILING_SETTINGS}
+
+    result = materialize(
+        clickhouse,
+        instance,
+        assets=[PRE_AGGREGATED],
+        partition_key="2024-01-02",
+        run_config={"ops": {"web_pre_aggregated_tables": {"config": config}}},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "TOO_MANY_ROWS" in str(failure.step_failure_data.user_failure_data)
+    assert loaded.overview(1, DAYS[1], DAYS[1], source="preaggregated").views == 0
 
 
 @pytest.mark.parametrize(
