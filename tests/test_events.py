@@ -15,7 +15,7 @@ import web_analytics
 from web_analytics import ConfigurationError, Team
 from web_analytics.orchestration.jobs import load_events_job
 from web_analytics.orchestration.resources import ClickhouseCluster
-from web_analytics.warehouse.events import normalize_event
+from web_analytics.warehouse.events import TimestampBounds, normalize_event
 from web_analytics.warehouse.schema import EVENT_COLUMN_NAMES
 
 DAY = dt.date(2024, 5, 1)
@@ -201,18 +201,16 @@ def test_invalid_events_are_reported_by_position_while_valid_ones_land(
     assert [row["timestamp"].second for row in stored_rows(warehouse)] == [1, 5, 10]
 
 
-def test_an_event_delivered_twice_is_stored_twice_but_counts_once(
-    warehouse: web_analytics.Warehouse,
-) -> None:
+def test_an_event_delivered_twice_is_stored_once(warehouse: web_analytics.Warehouse) -> None:
     first = pageview(0, "/a", uuid=UUID_A)
     second = pageview(30, "/b", uuid=UUID_B)
 
-    warehouse.insert_events([first, second, first])
-    warehouse.insert_events([first])
+    reports = [warehouse.insert_events([first, second, first]), warehouse.insert_events([first])]
 
-    # Four delivered: the copy inside one batch is merged on insert (ReplacingMergeTree applies
-    # its merge to each inserted block), the later copy is stored: 3 rows, 2 distinct events.
-    assert count_events(warehouse) == (3, 2)
+    # Four deliveries of two events: the copy in the same batch and the one of the later load
+    # are skipped, not stored.
+    assert [(r.inserted, r.duplicates) for r in reports] == [(2, 1), (0, 1)]
+    assert count_events(warehouse) == (2, 2)
     overview = warehouse.overview(1, DAY, DAY, source="raw")
     # One session: /a at 10:00:00 and /b at 10:00:30, so 2 views, 30 s, two pageviews: no bounce.
     assert overview == web_analytics.Overview(
@@ -230,8 +228,8 @@ def test_an_event_without_uuid_sent_twice_counts_once(warehouse: web_analytics.W
     warehouse.insert_events([event])
     warehouse.insert_events([same_instant])
 
-    # Three deliveries stored, one deterministic uuid: the same event at the same instant.
-    assert count_events(warehouse) == (3, 1)
+    # One deterministic uuid: the same event at the same instant, stored once.
+    assert count_events(warehouse) == (1, 1)
     assert normalized(event)["uuid"] == normalized(same_instant)["uuid"]
     assert normalized(event)["uuid"] != normalized(pageview(1, "/pricing"))["uuid"]
     # One session with one pageview and no duration: one bounce.
@@ -267,6 +265,255 @@ def test_a_json_lines_file_loads_and_reports_the_invalid_line(
         warehouse.insert_events_file(tmp_path / "missing.jsonl")
 
 
+# --- bad input costs that input alone --------------------------------------------------------
+
+
+def test_a_team_id_beyond_uint64_costs_that_event_alone(
+    warehouse: web_analytics.Warehouse,
+) -> None:
+    events = [pageview(0), pageview(1, team=2**64), pageview(2, team=2**64 - 1), pageview(3)]
+
+    report = warehouse.insert_events(events)
+
+    assert report.inserted == 3
+    assert [(r.position, r.reason) for r in report.rejected] == [
+        (1, "team_id 18446744073709551616 does not fit UInt64 (at most 2**64 - 1)")
+    ]
+    assert [row["team_id"] for row in stored_rows(warehouse)] == [1, 2**64 - 1, 1]
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "0001-01-01T00:00:00+05:00",  # would not even fit a datetime in UTC
+        "1899-12-31T12:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "1999-12-31T23:59:59.999999Z",
+        "2206-05-02T10:00:00Z",
+        "2300-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-05:00",
+    ],
+)
+def test_timestamps_outside_the_supported_range_are_rejected_never_wrapped(
+    warehouse: web_analytics.Warehouse, timestamp: str
+) -> None:
+    started = dt.datetime.now(dt.UTC)
+    report = warehouse.insert_events([pageview(0), pageview(1, timestamp=timestamp)])
+
+    assert report.inserted == 1
+    [rejected] = report.rejected
+    assert rejected.position == 1
+    assert rejected.reason.startswith(
+        f"timestamp {dt.datetime.fromisoformat(timestamp).isoformat()} is outside the supported "
+        "range 2000-01-01 00:00:00 to "
+    )
+    # The upper bound is one day after the load started (shown to the second).
+    latest = dt.datetime.strptime(rejected.reason[-23:-4], "%Y-%m-%d %H:%M:%S")
+    ahead = latest.replace(tzinfo=dt.UTC) - started - dt.timedelta(days=1)
+    assert -dt.timedelta(seconds=1) < ahead < dt.timedelta(minutes=1)
+    # Nothing was counted on any other day (1969-12-31 and 2149-06-06 were wrapped targets).
+    assert warehouse.summary().first_day == warehouse.summary().last_day == DAY
+
+
+def test_the_supported_timestamps_are_configurable(warehouse: web_analytics.Warehouse) -> None:
+    now = dt.datetime.now(dt.UTC)
+    bounds = TimestampBounds(
+        earliest=dt.datetime(2024, 5, 1, 10, 0, 1, tzinfo=dt.UTC), latest_ahead=dt.timedelta(0)
+    )
+    soon = (now + dt.timedelta(hours=1)).isoformat()
+
+    report = warehouse.insert_events(
+        [pageview(0), pageview(1), pageview(2, timestamp=soon)], timestamp_bounds=bounds
+    )
+
+    assert report.inserted == 1
+    assert [r.position for r in report.rejected] == [0, 2]
+    assert "range 2024-05-01 10:00:01 to " in report.rejected[0].reason
+    # By default an hour ahead is fine (clocks drift), and the turn of the millennium too.
+    assert warehouse.insert_events([pageview(timestamp=soon)]).rejected == []
+    assert warehouse.insert_events([pageview(timestamp="2000-01-01T00:00:00Z")]).rejected == []
+    with pytest.raises(ConfigurationError, match="earliest must lie from 1970-01-02"):
+        TimestampBounds(earliest=dt.datetime(1969, 1, 1, tzinfo=dt.UTC))
+
+
+def test_an_event_dated_2206_no_longer_makes_a_computed_day_stale(
+    warehouse: web_analytics.Warehouse,
+) -> None:
+    # Day numbers are UInt16: the summary counted 2206-05-02 on 2026-11-25.
+    wrapped = dt.date(2026, 11, 25)
+    today = wrapped + dt.timedelta(days=1)
+    anywhen = TimestampBounds(latest_ahead=dt.timedelta(days=365_000))
+    warehouse.insert_events(
+        [pageview(0, timestamp="2026-11-25T10:00:00Z")], timestamp_bounds=anywhen
+    )
+    warehouse.aggregate(wrapped, wrapped)
+    assert {str(s.state) for s in warehouse.find_gaps(days_back=1, today=today).days} == {
+        "complete"
+    }
+
+    report = warehouse.insert_events(
+        [pageview(1, timestamp="2206-05-02T10:00:00Z")], timestamp_bounds=anywhen
+    )
+
+    assert (report.inserted, len(report.rejected)) == (0, 1)
+    assert {str(s.state) for s in warehouse.find_gaps(days_back=1, today=today).days} == {
+        "complete"
+    }
+
+
+def test_lone_surrogates_become_replacement_characters_in_every_string(
+    warehouse: web_analytics.Warehouse,
+) -> None:
+    bad = "x\ud800y"  # what json.loads makes of "x\\ud800y"
+    event = pageview(
+        0,
+        distinct_id=bad,
+        person_id=bad,
+        event="$page\udcffview",
+        properties={
+            "$session_id": bad,
+            "$current_url": f"https://example.com/{bad}",
+            "$referrer": "https://\ud83d\ude00.example/",  # a pair: one character
+            "utm_campaign": bad,
+            "$geoip_city_name": bad,
+        },
+    )
+
+    report = warehouse.insert_events([pageview(1), event, pageview(2)])
+
+    assert (report.inserted, report.rejected) == (3, [])
+    [row] = [row for row in stored_rows(warehouse) if row["distinct_id"] != "visitor-1"]
+    fixed = "x\ufffdy"
+    assert (row["distinct_id"], row["person_id"], row["session_id"]) == (fixed, fixed, fixed)
+    assert (row["event"], row["utm_campaign"], row["city"]) == ("$page\ufffdview", fixed, fixed)
+    assert (row["current_url"], row["pathname"]) == (f"https://example.com/{fixed}", f"/{fixed}")
+    assert row["referring_domain"] == "\U0001f600.example"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[not-an-address]/page"])
+def test_an_unparsable_url_is_kept_as_sent_with_empty_derived_fields(
+    warehouse: web_analytics.Warehouse, url: str
+) -> None:
+    event = pageview(0, properties={"$session_id": "s1", "$current_url": url, "$referrer": url})
+
+    report = warehouse.insert_events([pageview(1), event, pageview(2)])
+
+    assert (report.inserted, report.rejected) == (3, [])
+    row = next(row for row in stored_rows(warehouse) if row["current_url"] == url)
+    assert (row["pathname"], row["host"], row["referring_domain"]) == ("", "", "")
+
+
+def test_a_file_with_bytes_that_are_not_utf8_and_broken_lines_loads_every_good_line(
+    tmp_path: Path, warehouse: web_analytics.Warehouse
+) -> None:
+    def line(event: dict[str, Any]) -> bytes:
+        return json.dumps(event).encode() + b"\n"
+
+    lines = [
+        b"\xef\xbb\xbf" + line(pageview(0, "/a")),  # 1: after a byte order mark
+        line(pageview(1, "/b-MARK")).replace(b"MARK", b"\xff\xfe"),  # 2: stored, repaired
+        b'{"team_id": 1, \xff}\n',  # 3: not JSON
+        line(pageview(3))[:40] + b"\n",  # 4: cut short
+        line(pageview(4, team=2**64)),  # 5
+        line(pageview(5, timestamp="1899-12-31T00:00:00Z")),  # 6
+        b"[" * 100_000 + b"]" * 100_000 + b"\n",  # 7: nested too deep
+        line(pageview(7, distinct_id="\ud800")),  # 8: "\\ud800" in the file: stored, repaired
+        b"\n",  # 9: blank, skipped
+        line(pageview(9, "/c")).replace(b"\n", b"\r\n"),  # 10
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines))
+
+    report = warehouse.insert_events_file(path)
+
+    assert report.inserted == 4
+    assert [(r.position + 1, r.reason.split(":")[0]) for r in report.rejected] == [
+        (3, "not valid JSON"),
+        (4, "not valid JSON"),
+        (5, "team_id 18446744073709551616 does not fit UInt64 (at most 2**64 - 1)"),
+        (6, "timestamp 1899-12-31T00"),
+        (7, "not valid JSON"),
+    ]
+    rows = stored_rows(warehouse)
+    assert [row["pathname"] for row in rows] == ["/a", "/b-\ufffd\ufffd", "/", "/c"]
+    assert rows[2]["distinct_id"] == "\ufffd"
+
+
+def bad_line(index: int) -> str:
+    """One of ten kinds of bad line, for line ``index`` of a file."""
+    good = json.dumps(pageview(0, uuid=f"0190a1b2-0000-7000-8000-{index:012d}"))
+    return [
+        good[:-5],
+        good.replace('"team_id": 1', '"team_id": 18446744073709551616'),
+        good.replace("2024-05-01T", "1969-12-31T"),
+        good.replace("2024-05-01T", "2300-05-01T"),
+        good.replace('"team_id": 1', '"team_id": "one"'),
+        "[1, 2, 3]",
+        good.replace('"event": "$pageview", ', ""),
+        good.replace('"visitor-1"', "null"),
+        good.replace("0190a1b2", "not-a-uuid"),
+        "\x00",
+    ][index % 10]
+
+
+def write_events_file(path: Path, lines: int, bad: list[int]) -> None:
+    """``lines`` distinct pageviews (10 per session) over 2024-05-01, with a bad line at each
+    0-based index in ``bad``."""
+    bad_set = set(bad)
+    with path.open("w") as out:
+        for index in range(lines):
+            if index in bad_set:
+                out.write(bad_line(bad.index(index)) + "\n")
+                continue
+            second = index % 86_400
+            event = {
+                "uuid": f"0190a1b2-0000-7000-8000-{index:012d}",
+                "team_id": 1 + index % 3,
+                "event": "$pageview",
+                "timestamp": f"2024-05-01T{second // 3600:02d}:{second // 60 % 60:02d}:"
+                f"{second % 60:02d}Z",
+                "distinct_id": f"visitor-{index // 10}",
+                "properties": {
+                    "$session_id": f"s-{index // 10}",
+                    "$current_url": f"https://example.com/page/{index % 50}",
+                },
+            }
+            out.write(json.dumps(event) + "\n")
+
+
+def load_twice(path: Path, warehouse: web_analytics.Warehouse, lines: int, bad: list[int]) -> None:
+    first = warehouse.insert_events_file(path)
+    counts = (warehouse.summary().events, count_events(warehouse))
+
+    assert (first.inserted, first.duplicates) == (lines - len(bad), 0)
+    assert [r.position + 1 for r in first.rejected] == [index + 1 for index in bad]
+    assert counts == (lines - len(bad), (lines - len(bad), lines - len(bad)))
+    second = warehouse.insert_events_file(path)
+    assert (second.inserted, second.duplicates) == (0, lines - len(bad))
+    assert (warehouse.summary().events, count_events(warehouse)) == counts
+
+
+def test_a_file_with_ten_bad_lines_loads_every_other_line_once(
+    tmp_path: Path, warehouse: web_analytics.Warehouse
+) -> None:
+    path = tmp_path / "events.jsonl"
+    bad = [0, 7, 99, 100, 250, 499, 500, 777, 998, 999]
+    write_events_file(path, 1_000, bad)
+
+    load_twice(path, warehouse, 1_000, bad)
+
+
+@pytest.mark.slow
+def test_a_file_of_250_000_events_with_ten_bad_lines_loads_249_990_once(
+    tmp_path: Path, warehouse: web_analytics.Warehouse
+) -> None:
+    path = tmp_path / "events.jsonl"
+    bad = [0, 17, 100_000, 100_001, 123_456, 199_999, 200_000, 200_001, 249_998, 249_999]
+    write_events_file(path, 250_000, bad)
+
+    load_twice(path, warehouse, 250_000, bad)
+
+
 def load_with_dagster(path: Path, clickhouse: ClickhouseCluster):
     return load_events_job.execute_in_process(
         run_config={"ops": {"load_events_op": {"config": {"path": str(path)}}}},
@@ -277,6 +524,14 @@ def load_with_dagster(path: Path, clickhouse: ClickhouseCluster):
 def output_metadata(result) -> dict[str, Any]:
     [output] = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
     return output.step_output_data.metadata
+
+
+def rejected_lines(metadata: dict[str, Any]) -> list[tuple[int, str]]:
+    """(line number, reason up to its first colon) of each row of the rejected lines table."""
+    return [
+        (record.data["line"], record.data["reason"].split(":")[0])
+        for record in metadata["rejected_lines"].records
+    ]
 
 
 def test_dagster_load_events_job_loads_a_file(
@@ -295,7 +550,7 @@ def test_dagster_load_events_job_loads_a_file(
     metadata = output_metadata(result)
     assert (metadata["inserted"].value, metadata["rejected"].value) == (4, 1)
     # "not json" is the third line of the file.
-    assert "| 3 | not valid JSON" in metadata["rejected_lines"].value
+    assert rejected_lines(metadata) == [(3, "not valid JSON")]
 
 
 def test_dagster_load_events_job_reports_the_file_line_after_blank_lines(
@@ -311,7 +566,7 @@ def test_dagster_load_events_job_reports_the_file_line_after_blank_lines(
     result = load_with_dagster(path, clickhouse)
 
     assert result.output_for_node("load_events_op") == 3
-    assert "| 4 | not valid JSON" in output_metadata(result)["rejected_lines"].value
+    assert rejected_lines(output_metadata(result)) == [(4, "not valid JSON")]
 
 
 def test_upsert_team_checks_the_timezone_and_the_team_id(

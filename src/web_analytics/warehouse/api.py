@@ -22,6 +22,7 @@ from web_analytics.warehouse import (
     attempts,
     dashboard,
     gaps,
+    loading,
     source_summary,
     teams,
     validation,
@@ -39,15 +40,12 @@ from web_analytics.warehouse.events import (
     INSERT_BATCH_ROWS,
     InsertReport,
     RejectedEvent,
+    TimestampBounds,
     normalize_events,
     read_json_lines,
     rows_to_columns,
 )
-from web_analytics.warehouse.schema import (
-    EVENTS,
-    PRE_AGGREGATED_TABLES,
-    schema_statements,
-)
+from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, schema_statements
 from web_analytics.warehouse.settings import ExtraSettings, resolve_settings
 from web_analytics.warehouse.teams import Team
 from web_analytics.warehouse.validation import (
@@ -134,34 +132,46 @@ class Warehouse:
 
     # --- events ----------------------------------------------------------------------------
 
-    def insert_events(self, events: Iterable[Mapping[str, Any]]) -> InsertReport:
-        """Store PostHog-shaped events in large batches; invalid ones are reported, not stored."""
-        inserted = 0
+    def insert_events(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        timestamp_bounds: TimestampBounds | None = None,
+    ) -> InsertReport:
+        """Store PostHog-shaped events in large batches, each event once however often it is
+        delivered. Invalid events are reported with their 0-based position and a reason, not
+        stored; timestamps outside ``timestamp_bounds`` (default: 2000-01-01 to one day after
+        now) are invalid."""
+        window = (timestamp_bounds or TimestampBounds()).window(datetime.now(UTC))
+        inserted = duplicates = 0
         rejected: list[RejectedEvent] = []
         with self.session() as session:
             for offset, chunk in enumerate(_chunks(events, INSERT_BATCH_ROWS)):
-                rows, bad = normalize_events(chunk)
-                base = offset * INSERT_BATCH_ROWS
-                rejected.extend(RejectedEvent(base + r.position, r.reason) for r in bad)
+                rows, bad = normalize_events(chunk, window, offset * INSERT_BATCH_ROWS)
+                rejected.extend(bad)
                 if rows:
-                    session.insert_columns(EVENTS, rows_to_columns(rows))
-                    inserted += len(rows)
-        return InsertReport(inserted=inserted, rejected=rejected)
+                    result = loading.store_batch(session, rows_to_columns(rows))
+                    inserted += result.stored
+                    duplicates += result.duplicates
+        return InsertReport(inserted=inserted, rejected=rejected, duplicates=duplicates)
 
-    def insert_events_file(self, path: str | Path) -> InsertReport:
-        """Load a JSON-lines file of PostHog-shaped events; rejected positions are 0-based
-        line indexes of the file (blank lines are skipped)."""
+    def insert_events_file(
+        self, path: str | Path, timestamp_bounds: TimestampBounds | None = None
+    ) -> InsertReport:
+        """Load a JSON-lines file of PostHog-shaped events, as ``insert_events``; rejected
+        positions are 0-based line indexes of the file (blank lines are skipped), and a line
+        that is not JSON costs that line alone."""
         path = Path(path)
         if not path.is_file():
             raise ConfigurationError(f"events file {path} does not exist")
-        return self.insert_events(read_json_lines(path))
+        return self.insert_events(read_json_lines(path), timestamp_bounds)
 
-    def insert_event_columns(self, batches: Iterable[Mapping[str, Sequence[Any]]]) -> int:
-        """Store already-canonical column batches (the generator's output); returns rows."""
+    def insert_event_columns(self, batches: Iterable[Mapping[str, Any]]) -> int:
+        """Store already-canonical column batches (the generator's output), each event once;
+        returns the rows received, repeated deliveries included."""
         total = 0
         with self.session() as session:
             for batch in batches:
-                session.insert_arrow(EVENTS, batch)
+                loading.store_batch(session, batch)
                 total += len(next(iter(batch.values())))
         return total
 

@@ -77,6 +77,10 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("inserted_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
 )
 EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
+# What makes two rows of `events` one event: its sorting key, by which a redelivered copy
+# replaces the stored one.
+EVENT_KEY = "team_id, toDate(timestamp), session_id, uuid"
+
 
 _PRE_AGGREGATED_KEY = (
     ("team_id", "UInt64"),
@@ -179,7 +183,7 @@ TABLES: tuple[Table, ...] = (
         engine="ReplacingMergeTree",
         engine_args="inserted_at",
         partition_by="toYYYYMM(timestamp)",
-        order_by="(team_id, toDate(timestamp), session_id, uuid)",
+        order_by=f"({EVENT_KEY})",
         sharding_key="team_id",
         comment="Raw events in canonical columns",
     ),
@@ -273,29 +277,61 @@ TABLES: tuple[Table, ...] = (
         order_by="(table, day)",
         comment="Latest accuracy check per table and UTC day: teams that differ from raw events",
     ),
-def summary_view_statement(cluster: str | None) -> str:
-    """The materialized view that keeps ``events_day_summary`` in step with inserts.
+# Multiplying by this is negating in UInt64's wrapping arithmetic: summary rows made with it
+# cancel the rows of the same events, since every summary column is a wrapping sum.
+RETRACTED = "18446744073709551615"
 
-    Hash sums change with any added, redelivered or corrected event, whatever the order of
-    inserts and merges. An event of a day's first hour is also counted on the day before
+
+def summary_rows(source: str, factor: str = "") -> str:
+    """SELECT of the per-day summary rows of the events in ``source`` (a table or a
+    parenthesised subquery); ``factor`` (``" * " + RETRACTED``) makes rows that take them out.
+
+    Hash sums change with any added or corrected event, whatever the order of inserts and
+    merges. An event of a day's first hour is also counted on the day before
     (``next_first_hour_hash``): that day's sessions can end in it.
     """
-    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     event_hash = "cityHash64(uuid, timestamp, event, session_id, pathname, person_id)"
     return (
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SOURCE_DAY_SUMMARY_VIEW}{on_cluster}\n"
-        f"TO {local_name(SOURCE_DAY_SUMMARY, cluster)}\nAS SELECT\n"
+        "SELECT\n"
         "    team_id,\n"
         "    toDate(timestamp) - spill AS day,\n"
-        "    countIf(spill = 0) AS events,\n"
+        f"    countIf(spill = 0){factor} AS events,\n"
         f"    countIf(spill = 0 AND event IN {PAGEVIEW_EVENTS_SQL} AND session_id != '')"
-        " AS pageviews,\n"
-        f"    sumIf({event_hash}, spill = 0) AS content_hash,\n"
-        f"    sumIf({event_hash}, spill = 1) AS next_first_hour_hash\n"
-        f"FROM {local_name(EVENTS, cluster)}\n"
+        f"{factor} AS pageviews,\n"
+        f"    sumIf({event_hash}, spill = 0){factor} AS content_hash,\n"
+        f"    sumIf({event_hash}, spill = 1){factor} AS next_first_hour_hash\n"
+        f"FROM {source}\n"
         "ARRAY JOIN if(toHour(timestamp) = 0, [0, 1], [0]) AS spill\n"
         "GROUP BY team_id, day"
     )
+
+
+def summary_view_statement(cluster: str | None) -> str:
+    """The materialized view that keeps ``events_day_summary`` in step with inserts.
+
+    Loads insert only events the store does not hold yet (``loading``), so each event is
+    counted once however often it is delivered.
+    """
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {SOURCE_DAY_SUMMARY_VIEW}{on_cluster}\n"
+        f"TO {local_name(SOURCE_DAY_SUMMARY, cluster)}\nAS "
+        + summary_rows(local_name(EVENTS, cluster))
+    )
+
+
+def load_staging_statements() -> list[str]:
+    """The session-local tables of a load: the key, version and position of each event of the
+    batch, and the whole rows of those the store holds already (to compare contents)."""
+    columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in EVENT_COLUMNS)
+    return [
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {LOAD_KEYS}\n(\n"
+        "    `team_id` UInt64,\n    `timestamp` DateTime64(6, 'UTC'),\n"
+        "    `session_id` String,\n    `uuid` UUID,\n    `inserted_at` DateTime64(6, 'UTC'),\n"
+        "    `position` UInt32\n)\nENGINE = Memory",
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {LOAD_HELD}\n(\n    {columns},\n"
+        "    `position` UInt32\n)\nENGINE = Memory",
+    ]
 
 
 def schema_statements(cluster: str | None) -> list[str]:
