@@ -319,15 +319,22 @@ class Warehouse:
     # --- dashboard queries -----------------------------------------------------------------
 
     def overview(
-        self, team_id: int, date_from: date, date_to: date, source: str = "preaggregated"
+        self, team_id: int, date_from: date, date_to: date, source: str = "auto"
     ) -> dashboard.Overview:
-        """Visitors, views, sessions, average duration and bounce rate over local dates."""
+        """Visitors, views, sessions, average duration and bounce rate over local dates.
+
+        ``source="auto"`` reads the UTC days the gap detection finds complete from the
+        pre-aggregated tables and every other day with events (missing, stale, failed,
+        running, inaccurate, not yet computed, today so far) from the raw events, in one
+        answer; ``"preaggregated"`` and ``"raw"`` read only from there. ``.freshness`` says
+        which dates came from where, and why."""
         validation.team_id(team_id)
         validation.date_range(date_from, date_to)
         validation.one_of(source, dashboard.SOURCES, "source")
+        now = datetime.now(UTC)
         with self.session() as session:
             team = teams.team(session, team_id)
-            return dashboard.overview(session, team_id, team.timezone, date_from, date_to, source)
+            return dashboard.overview(session, team, date_from, date_to, source, self.cluster, now)
 
     def breakdown(
         self,
@@ -335,19 +342,21 @@ class Warehouse:
         by: str,
         date_from: date,
         date_to: date,
-        source: str = "preaggregated",
+        source: str = "auto",
         limit: int = 100,
-    ) -> list[dashboard.BreakdownRow]:
-        """Metrics split by ``by``, sorted by visitors then views, descending."""
+    ) -> dashboard.Breakdown:
+        """Metrics split by ``by``, sorted by visitors then views, descending: a list of
+        ``BreakdownRow`` with a ``.freshness``, read from ``source`` as in ``overview``."""
         validation.team_id(team_id)
         dashboard.validate_dimension(by)
         validation.date_range(date_from, date_to)
         validation.one_of(source, dashboard.SOURCES, "source")
         validation.whole_number(limit, "limit", 1, dashboard.MAX_LIMIT)
+        now = datetime.now(UTC)
         with self.session() as session:
             team = teams.team(session, team_id)
             return dashboard.breakdown(
-                session, team_id, team.timezone, by, date_from, date_to, source, limit
+                session, team, by, date_from, date_to, source, limit, self.cluster, now
             )
 
 

@@ -1,20 +1,28 @@
-"""Dashboard queries in a team's own timezone: from the pre-aggregated tables, or straight
-from raw events with the same definitions (the reference the accuracy checks use)."""
+"""Dashboard queries in a team's own timezone: from the pre-aggregated tables, straight from
+raw events with the same definitions (the reference the accuracy checks use), or, by default,
+both at once: complete days from the pre-aggregated table and every other day from raw events
+(see ``freshness``), combined in one query."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
 
+from web_analytics.warehouse import freshness
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.errors import ConfigurationError
+from web_analytics.warehouse.freshness import Freshness, ReadPlan, local_bucket_range
 from web_analytics.warehouse.schema import ALL, BREAKDOWN_DIMENSIONS, EVENTS, STATS
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
+from web_analytics.warehouse.teams import Team
 
-SOURCES = ("preaggregated", "raw")
+SOURCES = ("auto", "preaggregated", "raw")
 # Rows a breakdown returns at most (its LIMIT is bound as a UInt32).
 MAX_LIMIT = 1_000_000
+
+__all__ = ["Breakdown", "BreakdownRow", "Freshness", "Overview", "local_bucket_range"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,8 @@ class Overview:
     sessions: int
     avg_session_duration: float | None  # seconds
     bounce_rate: float | None  # 0..1
+    # Where the numbers came from; two answers with the same numbers are equal.
+    freshness: Freshness | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -35,19 +45,19 @@ class BreakdownRow:
     bounce_rate: float | None
 
 
+class Breakdown(list[BreakdownRow]):
+    """The rows of a breakdown, a plain list to its callers, and where they came from."""
+
+    def __init__(self, rows: Iterable[BreakdownRow], freshness: Freshness) -> None:
+        super().__init__(rows)
+        self.freshness = freshness
+
+
 def validate_dimension(by: str) -> None:
     if by not in BREAKDOWN_DIMENSIONS:
         raise ConfigurationError(
             f"cannot break down by {by!r}: choose one of {', '.join(BREAKDOWN_DIMENSIONS)}"
         )
-
-
-def local_bucket_range(timezone: str, date_from: date, date_to: date) -> tuple[datetime, datetime]:
-    """UTC instants of local midnight starting ``date_from`` and ending ``date_to``."""
-    zone = ZoneInfo(timezone)
-    start = datetime.combine(date_from, time(), zone).astimezone(ZoneInfo("UTC"))
-    end = datetime.combine(date_to + timedelta(days=1), time(), zone).astimezone(ZoneInfo("UTC"))
-    return start, end
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -61,112 +71,173 @@ PREAGGREGATED_FILTER = """team_id = {team_id:UInt64} AND dimension = {dimension:
       AND period_bucket >= {bucket_from:DateTime('UTC')}
       AND period_bucket < {bucket_to:DateTime('UTC')}"""
 
-_PREAGGREGATED_BREAKDOWN = f"""
-SELECT value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions),
-    sum(bounces)
-FROM {{stats:Identifier}}
-WHERE {PREAGGREGATED_FILTER}
-GROUP BY value
+# Only the UTC days (partitions) that the gap detection finds complete: an ``auto`` read.
+_COMPLETE_DAYS = "\n      AND toDate(period_bucket) IN {complete_days:Array(Date)}"
+
+_BREAKDOWN_ORDER = """GROUP BY value
 ORDER BY visitors DESC, views DESC, value
-LIMIT {{limit:UInt32}}
-"""
-
-_PREAGGREGATED_OVERVIEW = f"""
-SELECT uniqMerge(visitors), sum(views), sum(sessions), sum(bounces), sum(total_duration_us)
-FROM {{stats:Identifier}}
-WHERE {PREAGGREGATED_FILTER}
-"""
+LIMIT {limit:UInt32}"""
 
 
-def _raw_overview_sql(timezone_count: int, events: str) -> str:
-    return f"""
-SELECT uniqExact(person), sum(pageviews), count(), sum(is_bounce), sum(duration_us)
-FROM ({sessions_query(timezone_count, events)})
-"""
-
-
-def _raw_breakdown_sql(timezone_count: int, events: str, by: str) -> str:
+def _expand(by: str) -> str:
+    """One row per value of ``by`` of each session, with the views it counts for it."""
     # ``by`` is checked against BREAKDOWN_DIMENSIONS before it gets here.
     if by == "pathname":
-        expand = "ARRAY JOIN path_names AS value, path_views AS value_views"
-    else:
-        expand = f"ARRAY JOIN [{by}] AS value, [pageviews] AS value_views"
+        return "ARRAY JOIN path_names AS value, path_views AS value_views"
+    return f"ARRAY JOIN [{by}] AS value, [pageviews] AS value_views"
+
+
+def _span_sessions(timezone_count: int, span: int) -> str:
+    """``sessions_query`` over raw span number ``span``, its bounds bound as
+    ``bucket_from_{span}`` and ``bucket_to_{span}``, so that one query reads several spans."""
+    sql = sessions_query(timezone_count, EVENTS)
+    for bound in ("bucket_from", "bucket_to"):
+        sql = sql.replace(f"{{{bound}:", f"{{{bound}_{span}:")
+    return sql
+
+
+# The columns of an overview read from the stats rows, from raw sessions (made as the table's
+# rows are, with its own visitor hash) and of the merge of both...
+_OVERVIEW_COLUMNS = (
+    "visitors, views, sessions, bounces, total_duration_us",
+    "uniqState(cityHash64(person)), sum(pageviews), count(), sum(is_bounce), sum(duration_us)",
+    "uniqMerge(visitors), sum(views), sum(sessions), sum(bounces), sum(total_duration_us)",
+)
+# ...and of a breakdown, each side grouped by value.
+_BREAKDOWN_COLUMNS = (
+    "value, visitors, views, sessions, bounces",
+    "value, uniqState(cityHash64(person)), sum(value_views), count(), sum(is_bounce)",
+    "value, uniqMerge(visitors) AS visitors, sum(views) AS views, sum(sessions), sum(bounces)",
+)
+
+
+def _preaggregated_sql(
+    by: str | None, complete_days_only: bool, raw_spans: int = 0, timezone_count: int = 1
+) -> str:
+    """The overview (``by`` None) or the breakdown by ``by`` of the stats rows of the range
+    (with ``complete_days_only``, of its complete days), together with the same rows
+    computed from the raw sessions of ``raw_spans`` spans: sums add, and one ``uniqMerge``
+    of both sides' visitor states counts a visitor seen on both sides once."""
+    stats_columns, raw_columns, merged = _BREAKDOWN_COLUMNS if by else _OVERVIEW_COLUMNS
+    rows = f"{{stats:Identifier}}\nWHERE {PREAGGREGATED_FILTER}"
+    if complete_days_only:
+        rows += _COMPLETE_DAYS
+    if raw_spans:
+        per_value = f"{_expand(by)}\nGROUP BY value" if by else ""
+        raw = "".join(
+            f"\nUNION ALL\nSELECT {raw_columns}\n"
+            f"FROM ({_span_sessions(timezone_count, span)})\n{per_value}"
+            for span in range(raw_spans)
+        )
+        rows = f"\n(\nSELECT {stats_columns}\nFROM {rows}{raw}\n)"
+    return f"SELECT {merged}\nFROM {rows}\n{_BREAKDOWN_ORDER if by else ''}"
+
+
+def _raw_sql(timezone_count: int, by: str | None) -> str:
+    """The overview (``by`` None) or the breakdown by ``by`` straight from raw sessions, with
+    exact visitor counts."""
+    sessions = sessions_query(timezone_count, EVENTS)
+    if by is None:
+        return f"""
+SELECT uniqExact(person), sum(pageviews), count(), sum(is_bounce), sum(duration_us)
+FROM ({sessions})
+"""
     return f"""
 SELECT value, uniqExact(person) AS visitors, sum(value_views) AS views, count() AS sessions,
     sum(is_bounce)
-FROM ({sessions_query(timezone_count, events)})
-{expand}
-GROUP BY value
-ORDER BY visitors DESC, views DESC, value
-LIMIT {{limit:UInt32}}
+FROM ({sessions})
+{_expand(by)}
+{_BREAKDOWN_ORDER}
 """
 
 
-def _preaggregated_parameters(
-    team_id: int,
-    dimension: str,
-    bucket_from: datetime,
-    bucket_to: datetime,
-) -> dict[str, object]:
-    return {
-        "stats": STATS,
-        "team_id": team_id,
-        "dimension": dimension,
-        "bucket_from": bucket_from,
-        "bucket_to": bucket_to,
-    }
+def _read(
+    session: Session,
+    team: Team,
+    by: str | None,
+    date_from: date,
+    date_to: date,
+    source: str,
+    limit: int,
+    cluster: str | None,
+    now: datetime,
+) -> tuple[list[tuple[Any, ...]], Freshness]:
+    """The rows of the overview (``by`` None) or breakdown from ``source``, and where they
+    came from. ``auto`` asks the gap detection's tables first, then reads complete days from
+    the stats table and the rest from raw events, in one query."""
+    bucket_from, bucket_to = local_bucket_range(team.timezone, date_from, date_to)
+    count, parameters = sessions_parameters({team.team_id: team.timezone}, bucket_from, bucket_to)
+    parameters |= {"stats": STATS, "team_id": team.team_id, "dimension": by or ALL}
+    if by is not None:
+        parameters["limit"] = limit
+    if source != "auto":
+        plan = ReadPlan((), (), freshness.forced(team.timezone, date_from, date_to, source, now))
+        raw_only = source == "raw"
+    else:
+        plan = freshness.read_plan(session, team, date_from, date_to, cluster, now)
+        # Nothing pre-aggregated to combine with: the raw read alone, exact.
+        raw_only = bool(plan.raw_spans) and not plan.complete_days
+        if not plan.raw_spans and not plan.complete_days:
+            return [], plan.freshness
+    if raw_only:
+        return session.query(_raw_sql(count, by), parameters), plan.freshness
+    if source == "auto":
+        parameters["complete_days"] = list(plan.complete_days)
+        for span, (span_from, span_to) in enumerate(plan.raw_spans):
+            parameters |= {f"bucket_from_{span}": span_from, f"bucket_to_{span}": span_to}
+    sql = _preaggregated_sql(by, source == "auto", len(plan.raw_spans), count)
+    return session.query(sql, parameters), plan.freshness
 
 
 def overview(
     session: Session,
-    team_id: int,
-    timezone: str,
+    team: Team,
     date_from: date,
     date_to: date,
     source: str,
+    cluster: str | None,
+    now: datetime,
 ) -> Overview:
-    bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
-    if source == "preaggregated":
-        parameters = _preaggregated_parameters(team_id, ALL, bucket_from, bucket_to)
-        row = session.query(_PREAGGREGATED_OVERVIEW, parameters)[0]
-    else:
-        count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
-        row = session.query(_raw_overview_sql(count, EVENTS), parameters)[0]
-    visitors, views, sessions, bounces, duration_us = (int(v or 0) for v in row)
+    """Visitors, views, sessions, average duration and bounce rate of ``team``'s local dates
+    ``[date_from, date_to]`` from ``source``, with where they came from."""
+    rows, where = _read(session, team, None, date_from, date_to, source, 0, cluster, now)
+    visitors, views, sessions, bounces, duration_us = (
+        (int(v or 0) for v in rows[0]) if rows else (0,) * 5
+    )
     return Overview(
         visitors=visitors,
         views=views,
         sessions=sessions,
         avg_session_duration=(duration_us / sessions / 1_000_000 if sessions else None),
         bounce_rate=_rate(bounces, sessions),
+        freshness=where,
     )
 
 
 def breakdown(
     session: Session,
-    team_id: int,
-    timezone: str,
+    team: Team,
     by: str,
     date_from: date,
     date_to: date,
     source: str,
     limit: int,
-) -> list[BreakdownRow]:
-    bucket_from, bucket_to = local_bucket_range(timezone, date_from, date_to)
-    if source == "preaggregated":
-        parameters = _preaggregated_parameters(team_id, by, bucket_from, bucket_to)
-        rows = session.query(_PREAGGREGATED_BREAKDOWN, {**parameters, "limit": limit})
-    else:
-        count, parameters = sessions_parameters({team_id: timezone}, bucket_from, bucket_to)
-        parameters["limit"] = limit
-        rows = session.query(_raw_breakdown_sql(count, EVENTS, by), parameters)
-    return [
-        BreakdownRow(
-            value=value or None,
-            visitors=int(visitors),
-            views=int(views),
-            sessions=int(sessions),
-            bounce_rate=_rate(int(bounces or 0), int(sessions)),
-        )
-        for value, visitors, views, sessions, bounces in rows
-    ]
+    cluster: str | None,
+    now: datetime,
+) -> Breakdown:
+    """The metrics of ``team``'s local dates split by ``by`` from ``source``, sorted by
+    visitors then views, descending, at most ``limit`` rows, with where they came from."""
+    rows, where = _read(session, team, by, date_from, date_to, source, limit, cluster, now)
+    return Breakdown(
+        (
+            BreakdownRow(
+                value=value or None,
+                visitors=int(visitors),
+                views=int(views),
+                sessions=int(sessions),
+                bounce_rate=_rate(int(bounces or 0), int(sessions)),
+            )
+            for value, visitors, views, sessions, bounces in rows
+        ),
+        where,
+    )

@@ -572,9 +572,9 @@ def team_days(
     max_runtime: timedelta = DEFAULT_MAX_RUNTIME,
 ) -> TeamDays:
     """The state ``detect`` gives ``team_id`` and ``table`` on each UTC day of ``[first_day,
-    last_day]``, in one query: what a dashboard read needs to know before it reads.
-    ``tests/test_gaps`` keeps the two equal. A disabled team's days are read as any other's
-    (``detect`` leaves disabled teams out)."""
+    last_day]``, in one query: what a dashboard read needs to know before it reads (a test
+    keeps the two equal). A disabled team's days are read as any other's, where ``detect``
+    leaves disabled teams out."""
     parameters = {"team_id": team_id, "table": table, "first_day": first_day, "last_day": last_day}
     running_since = now - max_runtime
     states = dict.fromkeys(
