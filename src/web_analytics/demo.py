@@ -1,6 +1,7 @@
 """End-to-end demo on the embedded store: synthetic traffic, pre-aggregation through Dagster
 with accuracy checks, deliberate gaps found by the gap report and filled by the backfill
-sensor's runs, and a per-team overview read from the pre-aggregated tables.
+sensor's runs, and a per-team overview read with source="auto", saying where each number
+came from.
 
 Run it with ``python3 tasks.py demo`` (``--events N`` to change the size).
 """
@@ -18,7 +19,7 @@ import web_analytics
 from web_analytics.generator import GeneratorOptions, generate, generate_batches, team_profiles
 from web_analytics.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG, range_tags
 from web_analytics.warehouse.connection import URL_ENV
-from web_analytics.warehouse.gaps import NEEDS_BACKFILL, GapReport
+from web_analytics.warehouse.gaps import NEEDS_BACKFILL, DayState, GapReport
 
 DEMO_STORE = Path(".data/demo")
 
@@ -36,6 +37,24 @@ def _print_gaps(title: str, report: GapReport) -> None:
         print(f"  {table}: " + ", ".join(f"{n} {s.value}" for s, n in per_state.items() if n))
     for gap in report.ranges(NEEDS_BACKFILL)[:12]:
         print(f"  team {gap.team_id:>2} {gap.table:<27} {gap!s:<26} {gap.state.value}")
+
+
+def _print_stale_day(warehouse: web_analytics.Warehouse, report: GapReport) -> None:
+    """One team's stale day read through "auto" and straight from raw events, before the
+    backfill recomputes it: the same numbers."""
+    stale = report.ranges([DayState.STALE])
+    if not stale:
+        return
+    team, day = stale[0].team_id, stale[0].first_day
+    auto = warehouse.overview(team, day, day, source="auto")
+    raw = warehouse.overview(team, day, day, source="raw")
+    where = auto.freshness.describe() if auto.freshness else ""
+    print(
+        f"Team {team} on its stale day {day}, before the backfill: auto {auto.views:,} views, "
+        f"{auto.sessions:,} sessions, {auto.visitors:,} visitors, read as {where}; raw "
+        f"{raw.views:,}, {raw.sessions:,}, {raw.visitors:,}: "
+        f"{'the same' if auto == raw else 'DIFFERENT'}"
+    )
 
 
 def _materialize_days(
@@ -113,7 +132,9 @@ def main() -> None:
         warehouse.insert_event_columns([late])
     print(f"Late events arrived for {late_days[0]} and {late_days[1]} after they were computed")
 
-    _print_gaps("Gap report", warehouse.find_gaps(days_back=args.days))
+    report = warehouse.find_gaps(days_back=args.days)
+    _print_gaps("Gap report", report)
+    _print_stale_day(warehouse, report)
 
     print("\nBackfill: the sensor's evaluation, and the runs it requests")
     started = time.monotonic()
@@ -138,18 +159,22 @@ def main() -> None:
     _print_gaps("Gap report after the backfill", warehouse.find_gaps(days_back=args.days))
 
     date_from = last_day - timedelta(days=6)
-    print(f"\nLast 7 days ({date_from} to {last_day}, each team's local dates), pre-aggregated:")
+    print(
+        f"\nLast 7 days ({date_from} to {last_day}, each team's local dates), "
+        'source="auto": complete days pre-aggregated, any other day from raw events'
+    )
     print(
         f"{'team':>4}  {'timezone':<20} {'visitors':>9} {'views':>9} {'sessions':>9} "
-        f"{'avg dur':>8} {'bounce':>7}"
+        f"{'avg dur':>8} {'bounce':>7}  from"
     )
     for known in warehouse.teams():
-        o = warehouse.overview(known.team_id, date_from, last_day)
+        o = warehouse.overview(known.team_id, date_from, last_day, source="auto")
         duration = f"{o.avg_session_duration:.0f} s" if o.avg_session_duration is not None else "-"
         bounce = f"{o.bounce_rate:.1%}" if o.bounce_rate is not None else "-"
+        where = o.freshness.describe() if o.freshness else ""
         print(
             f"{known.team_id:>4}  {known.timezone:<20} {o.visitors:>9,} {o.views:>9,} "
-            f"{o.sessions:>9,} {duration:>8} {bounce:>7}"
+            f"{o.sessions:>9,} {duration:>8} {bounce:>7}  {where}"
         )
 
 
