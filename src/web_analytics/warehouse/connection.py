@@ -11,6 +11,7 @@ import fcntl
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -272,9 +273,10 @@ _open_embedded: dict[Path, Session] = {}
 class EmbeddedStore:
     """An on-disk chDB engine shared by processes that take turns.
 
-    chDB allows one process per data directory, so each unit of work takes an exclusive
-    file lock, opens the engine, and closes it before releasing the lock. Threads of one
-    process take turns too; a nested session in the same thread reuses the open connection.
+    chDB allows one process per data directory, so each unit of work waits for its turn (first
+    come, first served: ``_StoreQueue``), takes an exclusive file lock, opens the engine, and
+    closes it before releasing the lock. Threads of one process take turns too; a nested
+    session in the same thread reuses the open connection.
     """
 
     def __init__(self, target: ConnectionTarget, lock_timeout: float, retry: RetryPolicy):
@@ -318,24 +320,142 @@ class EmbeddedStore:
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        lock_path = self.path / ".web_analytics.lock"
-        with open(lock_path, "a+") as handle:
-            deadline = time.monotonic() + self.lock_timeout
+        """Wait for this process's turn in the store's queue (first come, first served), then
+        hold the store's lock until the unit of work ends."""
+        queue = _StoreQueue(self.path)
+        deadline = time.monotonic() + self.lock_timeout
+        with queue.ticket() as ticket, open(self.path / ".web_analytics.lock", "a+") as store:
             while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise EmbeddedStoreBusy(
-                            f"another process holds {self.path} for {self.lock_timeout:g} s; "
-                            f"stop it or raise {LOCK_TIMEOUT_ENV}"
-                        ) from None
-                    time.sleep(0.02 + random.random() * 0.03)
+                ahead = queue.live_tickets_before(ticket.number)
+                if not ahead:
+                    try:  # a process of an older version may hold it without a ticket
+                        fcntl.flock(store, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        pass
+                if time.monotonic() >= deadline:
+                    raise EmbeddedStoreBusy(self._busy_message(queue, ahead))
+                time.sleep(_QUEUE_POLL_SECONDS)
+            ticket.mark_holding()
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(store, fcntl.LOCK_UN)
+
+    def _busy_message(self, queue: _StoreQueue, ahead: list[int]) -> str:
+        holder = queue.holder(ahead)
+        if holder is None:
+            who = "a process that does not queue for it (an older version?)"
+        elif holder.held_since is None:
+            who = f"process {holder.pid} ({holder.command}), about to take it"
+        else:
+            held = time.time() - holder.held_since
+            who = f"process {holder.pid} ({holder.command}) for {held:.1f} s"
+        queued = f", with {len(ahead) - 1} more queued before this one" if len(ahead) > 1 else ""
+        return (
+            f"waited {self.lock_timeout:g} s for the embedded store {self.path}: it is held by "
+            f"{who}{queued}; stop it or raise {LOCK_TIMEOUT_ENV}"
+        )
+
+
+# How often a waiter looks whether the tickets before its own are gone.
+_QUEUE_POLL_SECONDS = 0.01
+
+
+def _own_command_line() -> str:
+    """This process's command line, on one line and cut short: for the busy error."""
+    try:
+        words = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        words = [sys.executable, *sys.argv]
+    text = " ".join(" ".join(words).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+@dataclass(frozen=True)
+class _Holder:
+    pid: int
+    command: str
+    held_since: float | None  # wall-clock seconds; None while the owner still waits
+
+
+class _Ticket:
+    """A place in the queue: a file named by its number, locked by its owner as long as it
+    waits or holds the store, so the ticket of a process that died shows no lock. It says
+    who owns it and since when they hold the store."""
+
+    def __init__(self, number: int, handle: Any):
+        self.number = number
+        self.handle = handle
+        self.write(None)
+
+    def write(self, held_since: float | None) -> None:
+        since = "" if held_since is None else repr(held_since)
+        self.handle.seek(0)  # each write is longer than the one before: nothing is left over
+        self.handle.write(f"{os.getpid()}\n{since}\n{_own_command_line()}\n")
+        self.handle.flush()
+
+    def mark_holding(self) -> None:
+        self.write(time.time())
+
+
+class _StoreQueue:
+    """First come, first served turns on an embedded store: numbered ticket files in
+    ``.web_analytics.queue``; the lowest live ticket's owner takes the store next.
+
+    Numbers are handed out, and tickets of dead processes removed, under one short lock, so
+    two live tickets never share a number and no process removes another's live ticket.
+    """
+
+    def __init__(self, store: Path):
+        self.directory = store / ".web_analytics.queue"
+
+    def _numbers(self) -> list[int]:
+        return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+
+    def _is_live(self, number: int) -> bool:
+        try:
+            with open(self.directory / str(number), "rb") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                return False  # its owner is gone
+        except FileNotFoundError:
+            return False
+
+    @contextmanager
+    def ticket(self) -> Iterator[_Ticket]:
+        """A new ticket, the last in line; given up when the block ends."""
+        self.directory.mkdir(exist_ok=True)
+        with open(self.directory / "numbering.lock", "a") as numbering:
+            fcntl.flock(numbering, fcntl.LOCK_EX)
+            numbers = self._numbers()
+            for number in numbers:
+                if not self._is_live(number):
+                    (self.directory / str(number)).unlink(missing_ok=True)
+            number = max(numbers, default=0) + 1
+            path = self.directory / str(number)
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with open(descriptor, "r+") as handle:
+            try:
+                yield _Ticket(number, handle)
+            finally:
+                path.unlink(missing_ok=True)  # while still locked: nobody else removes it
+
+    def live_tickets_before(self, number: int) -> list[int]:
+        return [n for n in self._numbers() if n < number and self._is_live(n)]
+
+    def holder(self, live: list[int]) -> _Holder | None:
+        """Who holds the store, from the lowest of the ``live`` tickets, if it says so."""
+        for number in live[:1]:
+            try:
+                pid, since, command = (self.directory / str(number)).read_text().split("\n", 2)
+                return _Holder(int(pid), command.strip(), float(since) if since else None)
+            except (OSError, ValueError):
+                return None
+        return None
 
 
 class ServerStore:
