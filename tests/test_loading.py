@@ -228,3 +228,20 @@ def test_a_load_killed_half_way_and_run_again_counts_as_if_it_ran_once(
     once.ensure_schema()
     once.insert_event_columns(generate_batches(OPTIONS, batch_events=1_000))
     assert all_summaries(warehouse) == all_summaries(once)
+
+
+def test_of_the_copies_in_one_batch_the_newest_version_is_stored(
+    warehouse: web_analytics.Warehouse,
+) -> None:
+    first, second = thirty_seven_events()[:2]
+    renamed = {**first, "properties": {**first["properties"], "$pathname": "/renamed"}}
+    moved = {**second, "properties": {**second["properties"], "$pathname": "/moved"}}
+    # Same version (one load): the last copy wins. Explicit versions: the newest wins.
+    warehouse.insert_events([first, renamed])
+    versions = [datetime(2024, 5, 2, tzinfo=UTC), datetime(2024, 5, 1, tzinfo=UTC)]
+    warehouse.insert_event_columns([columns_of([second, moved]) | {"inserted_at": versions}])
+
+    with warehouse.session() as session:
+        rows = session.query("SELECT pathname FROM events ORDER BY timestamp")
+    assert rows == [("/renamed",), ("/pageview/1",)]
+    assert {day: counts[:2] for day, counts in summary(warehouse).items()} == {D1: (2, 2)}

@@ -68,11 +68,9 @@ SELECT groupArrayIf(position, NOT newest), groupArrayIf(position, newest AND hel
 FROM (
     SELECT
         position,
-        position IN (
-            SELECT position FROM {LOAD_KEYS}
-            ORDER BY inserted_at DESC, position DESC
-            LIMIT 1 BY {EVENT_KEY}
-        ) AS newest,
+        row_number() OVER (
+            PARTITION BY {EVENT_KEY} ORDER BY inserted_at DESC, position DESC
+        ) = 1 AS newest,
         ({EVENT_KEY}) GLOBAL IN ({_stored(LOAD_KEYS, EVENT_KEY)}) AS held
     FROM {LOAD_KEYS}
 )
