@@ -23,6 +23,10 @@ REQUIRED_TABLES = {
     "web_analytics_backfill_status",
 }
 CREATED = re.compile(r"^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\w+)")
+# A column added after its table was released, for stores created before (formatted or not).
+ADDED_COLUMN = re.compile(
+    r"^ALTER TABLE (\w+)(?P<cluster> ON CLUSTER main)?\s+\(?ADD COLUMN IF NOT EXISTS `?\w+`? "
+)
 ENGINE = re.compile(r"^ENGINE = (.*)$", re.MULTILINE)
 
 
@@ -71,12 +75,30 @@ def test_ensure_schema_creates_every_required_table(warehouse: web_analytics.War
     assert engines["events_day_summary_mv"] == "MaterializedView"
 
 
+def creates_and_additions(statements: list[str]) -> tuple[list[str], list[str]]:
+    """The CREATE statements, then the columns added to their tables (for older stores)."""
+    creates = [s for s in statements if s.startswith("CREATE")]
+    additions = statements[len(creates) :]
+    assert statements[: len(creates)] == creates, "every table is created before it is altered"
+    return creates, additions
+
+
+def assert_added_to(additions: list[str], tables: set[str], on_cluster: bool) -> None:
+    for statement in additions:
+        added = ADDED_COLUMN.match(statement)
+        assert added, statement
+        assert added.group(1) in tables, statement
+        assert bool(added.group("cluster")) == on_cluster, statement
+
+
 def test_every_single_node_statement_ran(warehouse: web_analytics.Warehouse) -> None:
     statements = schema_statements(None)
-    declared = created_objects(statements)
+    creates, additions = creates_and_additions(statements)
+    declared = created_objects(creates)
 
     # One statement per table and view, and the store holds exactly those.
-    assert len(declared) == len(statements)
+    assert len(declared) == len(creates)
+    assert_added_to(additions, {t.name for t in TABLES}, on_cluster=False)
     assert {name for name, kind in declared.items() if kind == "TABLE"} == {t.name for t in TABLES}
     assert set(declared) == set(objects_in_store(warehouse))
     assert not any("ON CLUSTER" in s or "Replicated" in s or "Distributed" in s for s in statements)
@@ -120,20 +142,25 @@ def formatted_cluster_statements(
 def test_every_cluster_statement_is_valid_clickhouse_sql_on_cluster_main(
     formatted_cluster_statements: list[tuple[str, str]],
 ) -> None:
-    views = [s for s, _ in formatted_cluster_statements if "MATERIALIZED VIEW" in s.split("\n")[0]]
+    creates, additions = creates_and_additions([s for s, _ in formatted_cluster_statements])
+    views = [s for s in creates if "MATERIALIZED VIEW" in s.split("\n")[0]]
     # Per table a local replicated table and a Distributed table, plus the views.
-    assert len(formatted_cluster_statements) == 2 * len(TABLES) + len(views)
+    assert len(creates) == 2 * len(TABLES) + len(views)
     assert views
-    for statement, formatted in formatted_cluster_statements:
+    for statement, formatted in formatted_cluster_statements[: len(creates)]:
         assert CREATED.match(formatted), statement
         assert " ON CLUSTER main" in formatted.splitlines()[0], statement
+    # Added columns go to both the local and the Distributed table, on every node.
+    tables = {name for t in TABLES for name in (t.name, f"{t.name}_local")}
+    assert_added_to([f for _, f in formatted_cluster_statements[len(creates) :]], tables, True)
 
 
 def test_cluster_tables_are_replicated_where_data_lives_and_distributed_for_reads(
     formatted_cluster_statements: list[tuple[str, str]],
 ) -> None:
+    creates = [f for _, f in formatted_cluster_statements if f.startswith("CREATE")]
     engines: dict[str, str] = {}
-    for _, formatted in formatted_cluster_statements:
+    for formatted in creates:
         name = created_name(formatted)
         engine = ENGINE.search(formatted)
         engines[name] = engine.group(1) if engine else "(view)"
@@ -155,7 +182,7 @@ def test_cluster_tables_are_replicated_where_data_lives_and_distributed_for_read
     # Events are sharded by team, so one team's events live together.
     assert engines["events"].endswith(", team_id)")
     # Views write into local tables and read local tables, on the node that holds the data.
-    for statement, formatted in formatted_cluster_statements:
+    for formatted in creates:
         if engines[created_name(formatted)] == "(view)":
-            assert re.search(r"\bTO \w+_local\b", formatted), statement
-            assert re.search(r"\bFROM \w+_local\b", formatted), statement
+            assert re.search(r"\bTO \w+_local\b", formatted), formatted
+            assert re.search(r"\bFROM \w+_local\b", formatted), formatted
