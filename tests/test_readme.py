@@ -1,7 +1,8 @@
 """The README's "Operating" commands, typed as written at the project root in a shell that has
-sourced `.venv/bin/activate`, do what the README says: the diagnostic jobs report the days that need backfill, `dg launch` pre-aggregates the
-named days, a JSON-lines file loads, the CLI lists the jobs and runs, `tasks.py logs` prints a
-run's events and `tasks.py dev` serves the UI with the daemon.
+sourced `.venv/bin/activate`, do what the README says: the diagnostic jobs report the days
+that need backfill, `dg launch` pre-aggregates the named days, a JSON-lines file loads, the
+CLI lists the jobs and runs, `tasks.py logs` prints a run's events and `tasks.py dev` serves
+the UI with the daemon.
 
 The commands are read from the README itself, so the test follows it when it changes. They
 share one Dagster instance and one store, in the README's order (the run list and the logs
