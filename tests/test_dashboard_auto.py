@@ -16,7 +16,7 @@ from support import FAILING_SETTINGS, pageviews_on, traffic, visit
 
 import web_analytics
 from web_analytics import BreakdownRow, Overview
-from web_analytics.warehouse import freshness, gaps
+from web_analytics.warehouse import dashboard, freshness, gaps
 from web_analytics.warehouse.accuracy import (
     VISITORS_TOLERANCE,
     AccuracyReport,
@@ -377,6 +377,20 @@ def test_a_breakdown_is_still_a_list(store: web_analytics.Warehouse, days: list[
     assert isinstance(rows, list)
     assert rows == [BreakdownRow("Desktop", 4, 13, 6, 0.0)]
     assert rows.freshness.raw[days[9]] is Reason.TODAY
+
+
+def test_many_raw_spans_are_read_as_one_keeping_only_their_days(
+    store: web_analytics.Warehouse, days: list[date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # D3, D5, D7 and D9 are four spans: read as one span from D3 to D9, only their buckets kept.
+    monkeypatch.setattr(dashboard, "MAX_RAW_SPANS", 2)
+
+    auto = store.overview(UTC_TEAM, days[0], days[-1])
+    rows = store.breakdown(UTC_TEAM, "pathname", days[0], days[-1])
+
+    assert _numbers(auto) == pytest.approx(_numbers(TEN_DAYS))
+    assert auto.visitors == TEN_DAYS.visitors
+    assert rows == TEN_DAY_BREAKDOWNS["pathname"]
 
 
 # --- every day complete ------------------------------------------------------------------------

@@ -19,6 +19,9 @@ from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 from web_analytics.warehouse.teams import Team
 
 SOURCES = ("auto", "preaggregated", "raw")
+# An auto read with more raw spans than this reads one span from the first to the last and
+# keeps the buckets of its raw days: each span repeats the sessions query in the SQL text.
+MAX_RAW_SPANS = 8
 # Rows a breakdown returns at most (its LIMIT is bound as a UInt32).
 MAX_LIMIT = 1_000_000
 
@@ -112,21 +115,28 @@ _BREAKDOWN_COLUMNS = (
 
 
 def _preaggregated_sql(
-    by: str | None, complete_days_only: bool, raw_spans: int = 0, timezone_count: int = 1
+    by: str | None,
+    complete_days_only: bool,
+    raw_spans: int = 0,
+    timezone_count: int = 1,
+    raw_days_only: bool = False,
 ) -> str:
     """The overview (``by`` None) or the breakdown by ``by`` of the stats rows of the range
     (with ``complete_days_only``, of its complete days), together with the same rows
-    computed from the raw sessions of ``raw_spans`` spans: sums add, and one ``uniqMerge``
-    of both sides' visitor states counts a visitor seen on both sides once."""
+    computed from the raw sessions of ``raw_spans`` spans (with ``raw_days_only``, of their
+    buckets in ``{raw_days}``): sums add, and one ``uniqMerge`` of both sides' visitor
+    states counts a visitor seen on both sides once."""
     stats_columns, raw_columns, merged = _BREAKDOWN_COLUMNS if by else _OVERVIEW_COLUMNS
     rows = f"{{stats:Identifier}}\nWHERE {PREAGGREGATED_FILTER}"
     if complete_days_only:
         rows += _COMPLETE_DAYS
     if raw_spans:
-        per_value = f"{_expand(by)}\nGROUP BY value" if by else ""
+        expand = _expand(by) if by else ""
+        where = "WHERE toDate(period_bucket) IN {raw_days:Array(Date)}" if raw_days_only else ""
+        group = "GROUP BY value" if by else ""
         raw = "".join(
             f"\nUNION ALL\nSELECT {raw_columns}\n"
-            f"FROM ({_span_sessions(timezone_count, span)})\n{per_value}"
+            f"FROM ({_span_sessions(timezone_count, span)})\n{expand}\n{where}\n{group}"
             for span in range(raw_spans)
         )
         rows = f"\n(\nSELECT {stats_columns}\nFROM {rows}{raw}\n)"
@@ -171,7 +181,8 @@ def _read(
     if by is not None:
         parameters["limit"] = limit
     if source != "auto":
-        plan = ReadPlan((), (), freshness.forced(team.timezone, date_from, date_to, source, now))
+        forced = freshness.forced(team.timezone, date_from, date_to, source, now)
+        plan = ReadPlan((), (), (), forced)
         raw_only = source == "raw"
     else:
         plan = freshness.read_plan(session, team, date_from, date_to, cluster, now)
@@ -181,11 +192,16 @@ def _read(
             return [], plan.freshness
     if raw_only:
         return session.query(_raw_sql(count, by), parameters), plan.freshness
+    spans = plan.raw_spans
+    raw_days_only = len(spans) > MAX_RAW_SPANS
+    if raw_days_only:
+        spans = ((spans[0][0], spans[-1][1]),)
+        parameters["raw_days"] = list(plan.raw_days)
     if source == "auto":
         parameters["complete_days"] = list(plan.complete_days)
-        for span, (span_from, span_to) in enumerate(plan.raw_spans):
+        for span, (span_from, span_to) in enumerate(spans):
             parameters |= {f"bucket_from_{span}": span_from, f"bucket_to_{span}": span_to}
-    sql = _preaggregated_sql(by, source == "auto", len(plan.raw_spans), count)
+    sql = _preaggregated_sql(by, source == "auto", len(spans), count, raw_days_only)
     return session.query(sql, parameters), plan.freshness
 
 

@@ -81,10 +81,12 @@ class Freshness:
 @dataclass(frozen=True)
 class ReadPlan:
     """How one team's local date range is read: ``complete_days`` (UTC) from the
-    pre-aggregated stats table, the hour buckets of ``raw_spans`` (``[start, end)``, UTC)
-    from the raw events, nothing elsewhere (no events)."""
+    pre-aggregated stats table, the buckets of ``raw_days`` (UTC) from the raw events, as
+    ``raw_spans`` of consecutive buckets (``[start, end)``, UTC), nothing elsewhere (no
+    events)."""
 
     complete_days: tuple[date, ...]
+    raw_days: tuple[date, ...]
     raw_spans: tuple[tuple[datetime, datetime], ...]
     freshness: Freshness
 
@@ -176,7 +178,7 @@ def plan(
         else:
             spans.append(span)
     freshness = Freshness(tuple(preaggregated), raw, tuple(no_events), min(now, end))
-    return ReadPlan(tuple(complete), tuple(spans), freshness)
+    return ReadPlan(tuple(complete), tuple(sorted(raw_days)), tuple(spans), freshness)
 
 
 def read_plan(
