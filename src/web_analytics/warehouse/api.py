@@ -240,9 +240,9 @@ class Warehouse:
         validation.date_range(first_day, last_day, ("first_day", "last_day"))
         with self.session() as session:
             team_timezones = teams.enabled_team_timezones(session)
-            return accuracy.compare_with_raw(
-                session, [table], team_timezones, first_day, last_day
-            )[table]
+            return accuracy.compare_with_raw(session, [table], team_timezones, first_day, last_day)[
+                table
+            ]
 
     def check_accuracy(self, first_day: date, last_day: date) -> dict[str, accuracy.AccuracyReport]:
         """Both tables against one computation of the raw events over UTC days
@@ -264,12 +264,14 @@ class Warehouse:
         days_back: int = DEFAULT_LOOKBACK_DAYS,
         team_ids: Sequence[int] | None = None,
         today: date | None = None,
+        max_runtime: timedelta = gaps.DEFAULT_MAX_RUNTIME,
     ) -> gaps.GapReport:
         """State of every enabled team and UTC day in ``[today - days_back, today - 1]`` for
         both tables: empty, missing, stale, failed, running, inaccurate or complete. An
         attempt still in progress after ``max_runtime`` is taken for dead (failed)."""
         first_day, last_day = _window(days_back, today)
         team_ids = validation.team_ids(team_ids)
+        now = datetime.now(UTC)
         with self.session() as session:
             if team_ids is None:
                 return gaps.detect(
@@ -279,8 +281,13 @@ class Warehouse:
             report = gaps.detect(
                 session, enabled, first_day, last_day, self.cluster, now, max_runtime
             )
-        max_runtime: timedelta = gaps.DEFAULT_MAX_RUNTIME,
         return report.with_extra_queries(1)  # the teams query
+
+    def record_ended_runs(self, runs: Sequence[attempts.EndedRun]) -> list[str]:
+        """Close the attempts of runs that ended (failed, cancelled, killed) without recording
+        how, so their days count as failed; returns the ids of the runs recorded now."""
+        with self.session() as session:
+            return attempts.record_ended_runs(session, runs, datetime.now(UTC))
 
     def update_coverage(
         self, days_back: int = DEFAULT_LOOKBACK_DAYS, today: date | None = None
@@ -294,12 +301,6 @@ class Warehouse:
             return gaps.write_coverage(session, report, now)
 
     def backfill_records(self, first_day: date, last_day: date) -> list[attempts.BackfillRecord]:
-    def record_ended_runs(self, runs: Sequence[attempts.EndedRun]) -> list[str]:
-        """Close the attempts of runs that ended (failed, cancelled, killed) without recording
-        how, so their days count as failed; returns the ids of the runs recorded now."""
-        with self.session() as session:
-            return attempts.record_ended_runs(session, runs, datetime.now(UTC))
-
         """Every recorded attempt for the UTC days ``[first_day, last_day]``."""
         validation.date_range(first_day, last_day, ("first_day", "last_day"))
         with self.session() as session:
