@@ -81,7 +81,6 @@ EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
 # replaces the stored one.
 EVENT_KEY = "team_id, toDate(timestamp), session_id, uuid"
 
-
 _PRE_AGGREGATED_KEY = (
     ("team_id", "UInt64"),
     ("period_bucket", "DateTime('UTC')"),
@@ -250,18 +249,15 @@ TABLES: tuple[Table, ...] = (
             ("source_fingerprint_total", "UInt64"),
             ("error", "String"),
             ("updated_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
+            ("failed_teams", "Map(UInt64, String)"),
         ),
         engine="ReplacingMergeTree",
         engine_args="updated_at",
-            ("failed_teams", "Map(UInt64, String)"),
         order_by="(table, day, run_id)",
         comment="One row per partition write attempt: run, trigger, status and source fingerprints",
         # Detection reads the fingerprints of a few days: small granules, less to decode.
         settings="index_granularity = 64",
     ),
-)
-
-
     Table(
         name=ACCURACY_CHECKS,
         columns=(
@@ -277,6 +273,9 @@ TABLES: tuple[Table, ...] = (
         order_by="(table, day)",
         comment="Latest accuracy check per table and UTC day: teams that differ from raw events",
     ),
+)
+
+
 # Multiplying by this is negating in UInt64's wrapping arithmetic: summary rows made with it
 # cancel the rows of the same events, since every summary column is a wrapping sum.
 RETRACTED = "18446744073709551615"
@@ -338,8 +337,8 @@ def schema_statements(cluster: str | None) -> list[str]:
     """Every statement ``ensure_schema`` runs, in order."""
     statements = [statement for table in TABLES for statement in table.statements(cluster)]
     statements.append(summary_view_statement(cluster))
-    return statements
     statements.extend(added_column_statements(cluster))
+    return statements
 
 
 # Columns added after a table was first released: stores created before get them on their
