@@ -151,12 +151,16 @@ def load_events_op(
     report = clickhouse.warehouse().insert_events_file(config.path)
     for rejected in report.rejected[:50]:
         context.log.warning(f"line {rejected.position + 1} rejected: {rejected.reason}")
-    context.log.info(f"Inserted {report.inserted} events, rejected {len(report.rejected)}")
+    context.log.info(
+        f"Inserted {report.inserted} events, rejected {len(report.rejected)}, "
+        f"{report.duplicates} already stored (duplicates)"
+    )
     return dg.Output(
         report.inserted,
         metadata={
             "inserted": report.inserted,
             "rejected": len(report.rejected),
+            "duplicates": report.duplicates,
             "rejected_lines": metadata_table(
                 [("line", "int"), ("reason", "string")],
                 [(r.position + 1, r.reason) for r in report.rejected],

@@ -8,6 +8,7 @@ in this process, ``http(s)://`` talks to a server or cluster.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
 import re
@@ -37,6 +38,7 @@ from web_analytics.warehouse.errors import (
     ConnectionFailed,
     EmbeddedStoreBusy,
     QueryFailed,
+    SchemaMissing,
     WriteInterrupted,
 )
 
@@ -49,6 +51,9 @@ _URL_FORMS = (
 )
 
 T = TypeVar("T")
+
+# A missing table (code 60, UNKNOWN_TABLE): the store was never given its schema.
+_UNKNOWN_TABLE = re.compile(r"Code: 60\b|Unknown table expression identifier")
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,12 @@ class Session:
                     f"a write was interrupted and not retried, so that no row can count "
                     f"twice; rerun the whole operation: {message}"
                 ) from None
+            if _UNKNOWN_TABLE.search(message):
+                raise SchemaMissing(
+                    f"{self.target.describe()} has no web analytics tables: run "
+                    "`ensure_schema()` (or materialize web_analytics_tables) first, or check "
+                    "the store's URL for a typo"
+                ) from None
             raise QueryFailed(message) from None
 
     def query(
@@ -297,7 +308,7 @@ class EmbeddedStore:
                     f"this process already has the embedded store {next(iter(_open_embedded))} "
                     f"open; one process uses one data directory at a time ({self.path})"
                 )
-            self.path.mkdir(parents=True, exist_ok=True)
+            self._make_directory()
             with self._file_lock():
                 client = self.retry.run(self._open)
                 _open_embedded[self.path] = Session(client, self.target, self.retry)
@@ -306,6 +317,27 @@ class EmbeddedStore:
                 finally:
                     del _open_embedded[self.path]
                     client.close()
+
+    def _make_directory(self) -> None:
+        """Create the store's directory, or say in one line why this path cannot hold a store
+        (no retry can fix a path)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigurationError(
+                f"embedded store path {self.path} is a file, not a directory: "
+                "point chdb:/// at a directory"
+            ) from None
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot create the embedded store directory {self.path} ({error.strerror}): "
+                "point chdb:/// at a directory this user can write"
+            ) from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise ConfigurationError(
+                f"embedded store directory {self.path} is not writable by this user: "
+                "change its permissions or point chdb:/// elsewhere"
+            )
 
     def _open(self) -> Client:
         try:
@@ -316,7 +348,10 @@ class EmbeddedStore:
                 raise EmbeddedStoreBusy(
                     f"{self.path} is open in a process that does not take turns; stop it"
                 ) from None
-            raise
+            raise ConfigurationError(
+                f"chDB cannot open the embedded store {self.path}: "
+                f"{_first_line(str(error))}; check the path and its permissions"
+            ) from None
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -475,6 +510,7 @@ class ServerStore:
 
     def _open(self) -> Client:
         target = self.target
+        _quiet_driver_warnings()
         try:
             return self.retry.run(
                 lambda: clickhouse_connect.get_client(
@@ -507,6 +543,13 @@ class ServerStore:
             raise ConnectionFailed(
                 f"{target.describe()}: {_first_line(_scrub(text, target))}"
             ) from None
+
+
+def _quiet_driver_warnings() -> None:
+    """The driver and urllib3 log every failed try of an unreachable server ("Unexpected Http
+    Driver Exception", "Retrying"); ``ConnectionFailed`` says it once, in one line."""
+    for name in ("clickhouse_connect", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _first_line(text: str) -> str:

@@ -9,6 +9,10 @@ class ConfigurationError(WarehouseError, ValueError):
     """A URL, setting or identifier given by the user is not acceptable."""
 
 
+class SchemaMissing(ConfigurationError):
+    """The store has no web analytics tables (a new store, or a typo in its path)."""
+
+
 class ConnectionFailed(WarehouseError):
     """The ClickHouse server could not be reached or refused the credentials."""
 

@@ -21,6 +21,9 @@ DEFAULT_LOOKBACK_DAYS = 30
 DEFAULT_RETENTION_DAYS = 90
 DEFAULT_REPORT_DAYS = 7
 MAX_WINDOW_DAYS = 3650
+# Days ClickHouse can hold as a Date and, at any timezone, as a DateTime (1970 to 2106-02-07).
+FIRST_SUPPORTED_DAY = date(1970, 1, 2)
+LAST_SUPPORTED_DAY = date(2106, 1, 1)
 
 
 def identifier(value: str, what: str) -> str:
@@ -65,8 +68,15 @@ def day(value: Any, name: str) -> date:
 def date_range(
     first: Any, last: Any, names: tuple[str, str] = ("date_from", "date_to")
 ) -> tuple[date, date]:
-    """Both ends as dates, the first not after the last; messages use the caller's ``names``."""
+    """Both ends as dates ClickHouse can hold, the first not after the last; messages use the
+    caller's ``names``."""
     first, last = day(first, names[0]), day(last, names[1])
+    for name, value in zip(names, (first, last), strict=True):
+        if not FIRST_SUPPORTED_DAY <= value <= LAST_SUPPORTED_DAY:
+            raise ConfigurationError(
+                f"{name} {value} is outside the days ClickHouse can store: use a date from "
+                f"{FIRST_SUPPORTED_DAY} to {LAST_SUPPORTED_DAY}"
+            )
     if first > last:
         raise ConfigurationError(f"{names[0]} {first} is after {names[1]} {last}")
     return first, last
