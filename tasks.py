@@ -41,7 +41,7 @@ INSTANCE_CONFIG = ROOT / "deploy" / "dagster.yaml"
 PRODUCTION_CONFIG = ROOT / "deploy" / "production" / "dagster.yaml"
 PRODUCTION_WORKSPACE = ROOT / "deploy" / "production" / "workspace.yaml"
 PRODUCTION_HOME_ENV = "WEB_ANALYTICS_PRODUCTION_HOME"
-PRODUCTION_HOME = ROOT / ".dagster_production"
+PRODUCTION_HOME = ROOT / ".data" / "dagster_production"  # git-ignored, next to the store
 # The production instance's PostgreSQL connection (deploy/production/dagster.yaml).
 PG_ENV = {
     "DAGSTER_PG_HOST": "the server's host name or address",
@@ -160,17 +160,20 @@ def _signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
 
 
-def _stop_group(group: int, grace: float) -> None:
-    """SIGTERM what is left of a process group, SIGKILL it after ``grace`` seconds."""
-    if not _group_members(group):
-        return
-    _signal_group(group, signal.SIGTERM)
+def _stop_groups(groups: list[int], grace: float) -> None:
+    """SIGTERM what is left of process groups, SIGKILL it after ``grace`` seconds."""
+
+    def left() -> list[int]:
+        return [group for group in groups if _group_members(group)]
+
+    for group in left():
+        _signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _group_members(group) and time.monotonic() < deadline:
+    while left() and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _group_members(group):
+    for group in left():
         _signal_group(group, signal.SIGKILL)
-    while _group_members(group) and time.monotonic() < deadline + 5:
+    while left() and time.monotonic() < deadline + 5:
         time.sleep(0.1)
 
 
@@ -233,7 +236,7 @@ def _run(command: list[str], env: dict[str, str]) -> int:
             except subprocess.TimeoutExpired:
                 if kill_at and time.monotonic() > kill_at[0]:
                     _signal_group(child.pid, signal.SIGKILL)
-        _stop_group(child.pid, grace=2 if kill_at else STOP_GRACE_SECONDS)
+        _stop_groups([child.pid], grace=2 if kill_at else STOP_GRACE_SECONDS)
     finally:
         if terminal is not None:
             _give_terminal(terminal, os.getpgrp())
@@ -387,10 +390,10 @@ def _wait_until_serving(home: Path, url: str) -> int:
 
 
 def _prod_stop(home: Path) -> int:
-    for service in ("webserver", "daemon"):
-        pid = _running_pid(home, service)
+    running = {service: _running_pid(home, service) for service in ("webserver", "daemon")}
+    _stop_groups([pid for pid in running.values() if pid is not None], PRODUCTION_STOP_SECONDS)
+    for service, pid in running.items():
         if pid is not None:
-            _stop_group(pid, grace=PRODUCTION_STOP_SECONDS)
             print(f"Stopped the {service} (process group {pid}).")
         _pid_file(home, service).unlink(missing_ok=True)
     return 0
@@ -415,7 +418,7 @@ def _prod(argv: list[str]) -> int:
         description=(
             "Run the production deployment: dagster-webserver and dagster-daemon as separate "
             "processes on deploy/production (PostgreSQL storage from $DAGSTER_PG_*). "
-            f"DAGSTER_HOME is ${PRODUCTION_HOME_ENV} (default .dagster_production)."
+            f"DAGSTER_HOME is ${PRODUCTION_HOME_ENV} (default .data/dagster_production)."
         ),
     )
     parser.add_argument("action", choices=("start", "stop", "status"))
