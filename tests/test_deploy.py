@@ -193,21 +193,25 @@ def running_postgres() -> Iterator[Postgres]:
     data = folder / "data"
     pg_ctl = [*as_server, str(bin_dir / "pg_ctl"), "-D", str(data)]
     started = False
+
+    def run(command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, text=True)
+        log = folder / "server.log"
+        assert result.returncode == 0, f"{command}:\n{result.stdout}{result.stderr}" + (
+            log.read_text() if log.exists() else ""
+        )
+
     try:
-        subprocess.run(
+        run(
             [*as_server, str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster"]
             + ["--pwfile", str(folder / "password"), "--auth-local=trust"]
-            + ["--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"],
-            check=True,
-            capture_output=True,
+            + ["--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"]
         )
-        subprocess.run(
+        started = True  # from here on, stop it whatever happens
+        run(
             [*pg_ctl, "-l", str(folder / "server.log"), "-w", "-t", "60", "start"]
-            + ["-o", f"-h 127.0.0.1 -p {port} -k {folder}"],
-            check=True,
-            capture_output=True,
+            + ["-o", f"-h 127.0.0.1 -p {port} -k {folder}"]
         )
-        started = True
         server = f"postgresql://dagster:{password}@127.0.0.1:{port}"
         psql(f"{server}/postgres", "CREATE DATABASE dagster")
         yield Postgres(
