@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Project commands that bootstrap what they need:
-`python3 tasks.py demo|test|dev|dagster|dg|logs|bench|prod`.
+`python3 tasks.py demo|test|check|dev|dagster|dg|logs|bench|prod`.
 
 Each command creates `.venv` on first use, installs the project with its pinned
 dependencies, and reinstalls only when pyproject.toml changes. The venv's `activate` script
@@ -441,6 +441,13 @@ COMMANDS = {
     "dg": [str(VENV / "bin" / "dg")],
     "logs": [str(PYTHON), "-m", "web_analytics.run_logs"],
     "bench": [str(PYTHON), str(ROOT / "bench" / "run.py")],
+    # Lint, format and type checks; any finding fails the command.
+    "check": [
+        "/bin/sh",
+        "-c",
+        f"'{VENV}/bin/ruff' check . && '{VENV}/bin/ruff' format --check . "
+        f"&& '{VENV}/bin/mypy' src tests",
+    ],
 }
 
 
