@@ -23,16 +23,20 @@ import pydantic
 import pytest
 
 import web_analytics
-from tests.support import pageviews
+from tests.support import definitions, pageviews
 from web_analytics.orchestration.config import (
     CleanupConfig,
     GapsConfig,
     PreAggregationConfig,
     WindowConfig,
 )
-from web_analytics.orchestration.jobs import cleanup_backfill_records_job, show_data_gaps_job
 from web_analytics.warehouse.connection import lock_timeout_from_env
-from web_analytics.warehouse.errors import ConfigurationError, ConnectionFailed, SchemaMissing
+from web_analytics.warehouse.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    QueryFailed,
+    SchemaMissing,
+)
 from web_analytics.warehouse.settings import ALLOWED_SETTINGS, resolve_settings
 
 DAY_1, DAY_2 = date(2024, 3, 4), date(2024, 3, 5)
@@ -151,10 +155,12 @@ def counts_table(request: pytest.FixtureRequest) -> Iterator[None]:
         f"| {total['lost']} |"
     )
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for row in lines:
+                reporter.write_line(row)
 
 
 # --- building cases -------------------------------------------------------------------------
@@ -539,7 +545,7 @@ AGGREGATE_CASES = [
     agg_case("backfill records reversed", lambda w: w.backfill_records(DAY_2, DAY_1), "is after"),
     agg_case("backfill records year 9999", lambda w: w.backfill_records(date(9999, 1, 1), date(9999, 1, 2)), "outside the days ClickHouse can store"),
     agg_case("compare unknown table", lambda w: w.compare_with_raw("events", DAY_1, DAY_2), "table must be one of"),
-    agg_case("compare reversed", lambda w: w.compare_with_raw("web_stats_daily", DAY_2, DAY_1), "is after"),
+    agg_case("compare reversed", lambda w: w.compare_with_raw("web_pre_aggregated_stats", DAY_2, DAY_1), "is after"),
     agg_case("check_accuracy text days", lambda w: w.check_accuracy("a", "b"), "first_day must be a datetime.date"),
     Case(AGG, "find_gaps of an old window", lambda w, _: w.find_gaps(days_back=2, today=date(2024, 3, 6)), check=lambda report: None),
     Case(AGG, "aggregate a day without events", lambda w, _: w.aggregate(date(2024, 3, 1), date(2024, 3, 1)), check=lambda result: None),
@@ -642,7 +648,13 @@ SETTINGS_CASES = [
     settings_case("text with a comment", "max_threads=4 -- x", "must be a number or a simple word"),
     settings_case("settings a list", ["max_threads=4"], "must be a mapping of name to value"),
     settings_case("settings a number", 4, "must be a mapping of name to value"),
-    settings_case("settings that stop the query", {"max_rows_to_read": "many"}, "must be a number or a simple word"),
+    Case(
+        SETTINGS,
+        "a word where ClickHouse wants a number",
+        lambda w, _: w.aggregate(DAY_1, DAY_1, extra_settings={"max_rows_to_read": "many"}),
+        QueryFailed,
+        "Cannot parse input",
+    ),
     settings_accepted("max_threads as text", "max_threads=2", {"max_threads": 2}),
     settings_accepted("float ratio", {"max_bytes_ratio_before_external_group_by": "0.5"}, {"max_bytes_ratio_before_external_group_by": 0.5}),
     settings_accepted("word value", {"join_algorithm": "hash"}, {"join_algorithm": "hash"}),
@@ -667,8 +679,14 @@ def config_case(name: str, build: Callable[[], Any], text: str) -> Case:
     return Case(RUN_CONFIG, name, lambda warehouse, _: build(), pydantic.ValidationError, text)
 
 
-def executing(job: dg.JobDefinition, run_config: dict[str, Any]) -> Callable[[web_analytics.Warehouse, Path], Any]:
-    return lambda warehouse, _: job.execute_in_process(run_config=run_config)
+def executing(job: str, run_config: dict[str, Any]) -> Callable[[web_analytics.Warehouse, Path], Any]:
+    """Run ``job`` of the project's definitions over the shared store with ``run_config``."""
+
+    def call(warehouse: web_analytics.Warehouse, _: Path) -> Any:
+        url = f"chdb://{warehouse.target.path}"
+        return definitions(url).resolve_job_def(job).execute_in_process(run_config=run_config)
+
+    return call
 
 
 CONFIG_CASES = [
@@ -688,10 +706,10 @@ CONFIG_CASES = [
     config_case("window days_back float", lambda: WindowConfig(days_back=1.5), "valid integer"),
     config_case("cleanup retention 0", lambda: CleanupConfig(retention_days=0), "greater than or equal to 1"),
     config_case("cleanup retention negative", lambda: CleanupConfig(retention_days=-30), "greater than or equal to 1"),
-    Case(RUN_CONFIG, "gaps job days_back text", executing(show_data_gaps_job, {"days_back": "x"}), dg.DagsterInvalidConfigError, 'Value "x"'),
-    Case(RUN_CONFIG, "gaps job unknown field", executing(show_data_gaps_job, {"day_back": 3}), dg.DagsterInvalidConfigError, "day_back"),
-    Case(RUN_CONFIG, "cleanup job retention text", executing(cleanup_backfill_records_job, {"ops": {"cleanup_old_backfill_records_op": {"config": {"retention_days": "90"}}}}), dg.DagsterInvalidConfigError, "retention_days"),
-    Case(RUN_CONFIG, "cleanup job unknown op", executing(cleanup_backfill_records_job, {"ops": {"no_such_op": {}}}), dg.DagsterInvalidConfigError, "no_such_op"),
+    Case(RUN_CONFIG, "gaps job days_back text", executing("show_data_gaps_job", {"days_back": "x"}), dg.DagsterInvalidConfigError, 'Value "x"'),
+    Case(RUN_CONFIG, "gaps job unknown field", executing("show_data_gaps_job", {"day_back": 3}), dg.DagsterInvalidConfigError, "day_back"),
+    Case(RUN_CONFIG, "cleanup job retention text", executing("cleanup_backfill_records_job", {"ops": {"cleanup_old_backfill_records_op": {"config": {"retention_days": "90"}}}}), dg.DagsterInvalidConfigError, "retention_days"),
+    Case(RUN_CONFIG, "cleanup job unknown op", executing("cleanup_backfill_records_job", {"ops": {"no_such_op": {}}}), dg.DagsterInvalidConfigError, "no_such_op"),
     Case(RUN_CONFIG, "valid gaps config", lambda w, _: GapsConfig(days_back=3, team_ids=[1]), check=lambda config: config.team_ids == [1] or pytest.fail(str(config))),
     Case(RUN_CONFIG, "valid extra settings", lambda w, _: PreAggregationConfig(extra_clickhouse_settings={"max_threads": "2"}), check=lambda config: config.extra_clickhouse_settings == {"max_threads": 2} or pytest.fail(str(config))),
 ]
