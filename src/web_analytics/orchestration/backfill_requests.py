@@ -107,7 +107,7 @@ def backfill_requests(
         f"{len(plan.needing)} days need backfill; launching {plan.launched_days} in "
         f"{len(plan.ranges)} runs: " + ", ".join(_describe(r) for r in plan.ranges)
     )
-    return [_request(r, trigger) for r in plan.ranges]
+    return [_request(r, trigger, settings.max_runtime_seconds) for r in plan.ranges]
 
 
 def _nothing_to_launch(plan: BackfillPlan, team_ids: tuple[int, ...], lookback_days: int) -> str:
@@ -133,14 +133,15 @@ def _describe(backfill: BackfillRange) -> str:
     return days if backfill.team_ids is None else f"{days} (teams {list(backfill.team_ids)})"
 
 
-def _request(backfill: BackfillRange, trigger: str) -> dg.RunRequest:
+def _request(backfill: BackfillRange, trigger: str, max_runtime_seconds: int) -> dg.RunRequest:
     first, last = partition_key(backfill.first_day), partition_key(backfill.last_day)
     run_config = (
         {"ops": {PRE_AGGREGATION_OP: {"config": {"team_ids": list(backfill.team_ids)}}}}
         if backfill.team_ids is not None
         else {}
     )
-    tags = {TRIGGER_TAG: trigger}
+    # Run monitoring fails the run past this: the one clock that sees a worker dead with its host.
+    tags = {TRIGGER_TAG: trigger, dg.MAX_RUNTIME_SECONDS_TAG: str(max_runtime_seconds)}
     if backfill.days > 1:
         tags.update(range_tags(backfill.first_day, backfill.last_day))
     return dg.RunRequest(
