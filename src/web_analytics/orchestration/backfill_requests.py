@@ -27,13 +27,23 @@ ENDED_WITHOUT_SUCCESS = {
     dg.DagsterRunStatus.CANCELED: "was cancelled",
 }
 PRE_AGGREGATION_OP = "web_pre_aggregated_tables"
+# Days of a crashed run wait this long for Dagster's retry (seconds, or lost) before the sensor's.
+RETRY_GRACE = timedelta(seconds=60)
 
 
-def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
-    """UTC days that a queued or running pre-aggregation run already covers."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(job_name=web_analytics_daily_job.name, statuses=IN_FLIGHT)
+def days_in_flight(instance: dg.DagsterInstance, now: datetime) -> set[date]:
+    """UTC days that a queued or running pre-aggregation run already covers, or whose run
+    failed within ``RETRY_GRACE`` before ``now`` and waits for Dagster to retry it."""
+    job = web_analytics_daily_job.name
+    runs = list(instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=IN_FLIGHT)))
+    recently_failed = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=job,
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            updated_after=now - RETRY_GRACE,
+        )
     )
+    runs += [run for run in recently_failed if run.is_complete_and_waiting_to_retry]
     return {day for run in runs for day in tagged_days(run.tags)}
 
 
@@ -73,6 +83,8 @@ def backfill_requests(
     attempts, so a range that changes or fails again is launched again."""
     warehouse = clickhouse.warehouse()
     now = datetime.now(UTC)
+    # Before the ended runs: a run ending in between then counts as in flight, not as neither.
+    in_flight = days_in_flight(context.instance, now)
     closed = warehouse.record_ended_runs(
         ended_runs(context.instance, now - timedelta(days=settings.lookback_days))
     )
@@ -87,7 +99,7 @@ def backfill_requests(
     )
     plan = plan_backfill(
         report,
-        in_flight=days_in_flight(context.instance),
+        in_flight=in_flight,
         now=now,
         tick=timedelta(seconds=settings.sensor_interval_seconds),
         max_failures=settings.max_failures,
