@@ -829,3 +829,15 @@ def test_load_events_op_reports_duplicates(store: Store) -> None:
     ]
     assert materialization["duplicates"].value == 2
     assert materialization["rejected"].value == 1
+
+
+def test_an_unreachable_server_fails_in_one_line_without_driver_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING"):
+        with pytest.raises(ConnectionFailed) as raised:
+            web_analytics.connect("http://127.0.0.1:9/db").summary()
+    assert "\n" not in str(raised.value)
+    assert "check the host, the port and that the server is running" in str(raised.value)
+    noisy = [r for r in caplog.records if r.name.startswith(("clickhouse_connect", "urllib3"))]
+    assert noisy == [], [r.getMessage() for r in noisy]
