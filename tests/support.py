@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
 
@@ -17,6 +17,7 @@ from web_analytics.definitions import build_definitions
 from web_analytics.generator import GeneratorOptions, generate_batches, team_profiles
 from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
+from web_analytics.warehouse.connection import EmbeddedStore
 from web_analytics.warehouse.schema import PRE_AGGREGATED_TABLES, TABLE_METRICS
 
 Event = dict[str, Any]
@@ -199,3 +200,16 @@ def start_python(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
         text=True,
         **popen,
     )
+
+
+def lock_timeout_of(warehouse: web_analytics.Warehouse) -> float:
+    """The lock timeout of a warehouse on the embedded store."""
+    store = warehouse.store
+    assert isinstance(store, EmbeddedStore), store
+    return store.lock_timeout
+
+
+def stdout_of(process: subprocess.Popen[str]) -> IO[str]:
+    """The standard output of a process started with ``stdout=PIPE``."""
+    assert process.stdout is not None
+    return process.stdout

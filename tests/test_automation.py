@@ -14,7 +14,15 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from support import FAILING_SETTINGS, add_run, definitions, pageviews_on, records, traffic
+from support import (
+    FAILING_SETTINGS,
+    add_run,
+    definitions,
+    lock_timeout_of,
+    pageviews_on,
+    records,
+    traffic,
+)
 
 import web_analytics
 from web_analytics.orchestration.assets import pre_aggregation_assets, run_trigger
@@ -524,8 +532,8 @@ def test_the_resources_lock_timeout_is_its_own_else_the_environments(
     monkeypatch.setenv("WEB_ANALYTICS_LOCK_TIMEOUT", "300")
 
     assert (
-        ClickhouseCluster(url=store_url, lock_timeout_seconds=5).warehouse().store.lock_timeout == 5
+        lock_timeout_of(ClickhouseCluster(url=store_url, lock_timeout_seconds=5).warehouse()) == 5
     )
-    assert ClickhouseCluster(url=store_url).warehouse().store.lock_timeout == 300
+    assert lock_timeout_of(ClickhouseCluster(url=store_url).warehouse()) == 300
     # The warehouse API reads the variable too.
-    assert web_analytics.connect(store_url).store.lock_timeout == 300
+    assert lock_timeout_of(web_analytics.connect(store_url)) == 300

@@ -21,9 +21,9 @@ from typing import Any
 import dagster as dg
 import pydantic
 import pytest
+from support import definitions, pageviews
 
 import web_analytics
-from tests.support import definitions, pageviews
 from web_analytics.orchestration.config import (
     CleanupConfig,
     GapsConfig,
@@ -225,6 +225,20 @@ def accepted_event(name: str, event: Any) -> Case:
 
 
 EVENT_CASES = [
+    Case(
+        "events (Python API)",
+        "events not an iterable: None",
+        lambda warehouse, scratch: warehouse.insert_events(None),  # type: ignore[arg-type]
+        ConfigurationError,
+        "events must be an iterable of event mappings, got NoneType",
+    ),
+    Case(
+        "events (Python API)",
+        "events one mapping, not a list of them",
+        lambda warehouse, scratch: warehouse.insert_events({"team_id": 1}),  # type: ignore[dict-item]
+        ConfigurationError,
+        "events must be an iterable of event mappings, got dict",
+    ),
     event_case("not a mapping: list", [1, 2], "an event must be an object, got list"),
     event_case("not a mapping: string", "event", "an event must be an object, got str"),
     event_case("not a mapping: None", None, "an event must be an object, got NoneType"),
@@ -357,7 +371,7 @@ EVENT_CASES = [
                 }
             ]
         ),
-        check=lambda report: (
+        check=lambda report: (  # type: ignore[arg-type]
             (report.inserted, report.duplicates, report.rejected) == (0, 1, [])
             or pytest.fail(f"redelivery stored again: {report}")
         ),
@@ -368,7 +382,7 @@ EVENT_CASES = [
         lambda warehouse, _: warehouse.insert_events(
             [good_event(), good_event(team_id=-1), good_event()]
         ),
-        check=lambda report: (
+        check=lambda report: (  # type: ignore[arg-type]
             (report.inserted, [r.position for r in report.rejected]) == (2, [1])
             or pytest.fail(f"{report}")
         ),
@@ -488,7 +502,7 @@ FILE_CASES = [
             (scratch / "empty.jsonl").write_bytes(b"")
             or warehouse.insert_events_file(scratch / "empty.jsonl")
         ),
-        check=lambda report: (
+        check=lambda report: (  # type: ignore[arg-type]
             (report.inserted, report.rejected) == (0, []) or pytest.fail(f"{report}")
         ),
     ),
@@ -527,6 +541,13 @@ def file_in(scratch: Path) -> Path:
 
 
 URL_CASES = [
+    Case(
+        "connect URL and store path",
+        "URL not a string",
+        lambda warehouse, scratch: web_analytics.connect(123),  # type: ignore[arg-type]
+        ConfigurationError,
+        "the warehouse URL must be a string, got 123",
+    ),
     url_case("empty URL", "", "unsupported warehouse URL scheme"),
     url_case("no scheme", "/var/lib/store", "unsupported warehouse URL scheme"),
     url_case("ftp scheme", "ftp://host/db", "unsupported warehouse URL scheme 'ftp'"),
@@ -617,7 +638,7 @@ URL_CASES = [
         "connect URL and store path",
         "password kept out of the description",
         lambda warehouse, _: repr(web_analytics.connect("http://u:secret@host/db")),
-        check=lambda text: "secret" not in text or pytest.fail(text),
+        check=lambda text: "secret" not in text or pytest.fail(text),  # type: ignore[arg-type]
     ),
 ]
 
@@ -669,14 +690,14 @@ TEAM_CASES = [
     Case(
         "teams",
         "team() with text id",
-        lambda w, _: w.team("1"),
+        lambda w, _: w.team("1"),  # type: ignore[arg-type]
         ConfigurationError,
         "team_id must be a positive integer",
     ),
     Case(
         "teams",
         "enabled timezones of text ids",
-        lambda w, _: w.enabled_team_timezones("12"),
+        lambda w, _: w.enabled_team_timezones("12"),  # type: ignore[arg-type]
         ConfigurationError,
         "team_ids must be a list",
     ),
@@ -719,7 +740,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "aggregate text day",
-        lambda w: w.aggregate("2024-03-04", DAY_2),
+        lambda w: w.aggregate("2024-03-04", DAY_2),  # type: ignore[arg-type]
         "first_day must be a datetime.date, got '2024-03-04'",
     ),
     agg_case(
@@ -729,7 +750,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "aggregate None day",
-        lambda w: w.aggregate(None, DAY_2),
+        lambda w: w.aggregate(None, DAY_2),  # type: ignore[arg-type]
         "first_day must be a datetime.date",
     ),
     agg_case(
@@ -744,7 +765,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "aggregate team_ids text",
-        lambda w: w.aggregate(DAY_1, DAY_2, team_ids="1"),
+        lambda w: w.aggregate(DAY_1, DAY_2, team_ids="1"),  # type: ignore[arg-type]
         "team_ids must be a list",
     ),
     agg_case(
@@ -769,7 +790,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "find_gaps today as text",
-        lambda w: w.find_gaps(today="2024-03-06"),
+        lambda w: w.find_gaps(today="2024-03-06"),  # type: ignore[arg-type]
         "today must be a datetime.date, got '2024-03-06'",
     ),
     agg_case(
@@ -794,12 +815,12 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "find_gaps days_back text",
-        lambda w: w.find_gaps(days_back="7"),
+        lambda w: w.find_gaps(days_back="7"),  # type: ignore[arg-type]
         "days_back must be a whole number",
     ),
     agg_case(
         "find_gaps days_back float",
-        lambda w: w.find_gaps(days_back=7.0),
+        lambda w: w.find_gaps(days_back=7.0),  # type: ignore[arg-type]
         "days_back must be a whole number",
     ),
     agg_case(
@@ -813,7 +834,9 @@ AGGREGATE_CASES = [
         "each of team_ids must be a positive integer",
     ),
     agg_case(
-        "find_gaps team_ids an int", lambda w: w.find_gaps(team_ids=1), "team_ids must be a list"
+        "find_gaps team_ids an int",
+        lambda w: w.find_gaps(team_ids=1),  # type: ignore[arg-type]
+        "team_ids must be a list",
     ),
     agg_case(
         "update_coverage days_back 0",
@@ -822,7 +845,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "update_coverage today text",
-        lambda w: w.update_coverage(today="2024-03-06"),
+        lambda w: w.update_coverage(today="2024-03-06"),  # type: ignore[arg-type]
         "today must be a datetime.date",
     ),
     agg_case(
@@ -837,7 +860,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "cleanup retention text",
-        lambda w: w.cleanup_backfill_records(retention_days="90"),
+        lambda w: w.cleanup_backfill_records(retention_days="90"),  # type: ignore[arg-type]
         "retention_days must be a whole number",
     ),
     agg_case("backfill records reversed", lambda w: w.backfill_records(DAY_2, DAY_1), "is after"),
@@ -858,7 +881,7 @@ AGGREGATE_CASES = [
     ),
     agg_case(
         "check_accuracy text days",
-        lambda w: w.check_accuracy("a", "b"),
+        lambda w: w.check_accuracy("a", "b"),  # type: ignore[arg-type]
         "first_day must be a datetime.date",
     ),
     Case(
@@ -933,7 +956,7 @@ DASHBOARD_CASES = [
     ),
     dash_case(
         "overview text dates",
-        lambda w: w.overview(1, "2024-03-04", "2024-03-05"),
+        lambda w: w.overview(1, "2024-03-04", "2024-03-05"),  # type: ignore[arg-type]
         "date_from must be a datetime.date",
     ),
     dash_case(
@@ -948,7 +971,7 @@ DASHBOARD_CASES = [
     ),
     dash_case(
         "overview team text",
-        lambda w: w.overview("1", DAY_1, DAY_2),
+        lambda w: w.overview("1", DAY_1, DAY_2),  # type: ignore[arg-type]
         "team_id must be a positive integer",
     ),
     dash_case(
@@ -961,7 +984,7 @@ DASHBOARD_CASES = [
     ),
     dash_case(
         "overview source None",
-        lambda w: w.overview(1, DAY_1, DAY_2, source=None),
+        lambda w: w.overview(1, DAY_1, DAY_2, source=None),  # type: ignore[arg-type]
         "source must be one of",
     ),
     dash_case(
@@ -974,7 +997,7 @@ DASHBOARD_CASES = [
         lambda w: w.breakdown(1, "pathname; DROP TABLE events", DAY_1, DAY_2),
         "DROP TABLE",
     ),
-    dash_case("breakdown dimension None", lambda w: w.breakdown(1, None, DAY_1, DAY_2), "None"),
+    dash_case("breakdown dimension None", lambda w: w.breakdown(1, None, DAY_1, DAY_2), "None"),  # type: ignore[arg-type]
     dash_case(
         "breakdown limit 0",
         lambda w: w.breakdown(1, "pathname", DAY_1, DAY_2, limit=0),
@@ -987,7 +1010,7 @@ DASHBOARD_CASES = [
     ),
     dash_case(
         "breakdown limit text",
-        lambda w: w.breakdown(1, "pathname", DAY_1, DAY_2, limit="10"),
+        lambda w: w.breakdown(1, "pathname", DAY_1, DAY_2, limit="10"),  # type: ignore[arg-type]
         "limit must be a whole number",
     ),
     dash_case(
@@ -1034,7 +1057,7 @@ DASHBOARD_CASES = [
         DASH,
         "breakdown with limit 1",
         lambda w, _: w.breakdown(1, "pathname", DAY_1, DAY_2, limit=1),
-        check=lambda rows: len(list(rows)) == 1 or pytest.fail(str(rows)),
+        check=lambda rows: len(list(rows)) == 1 or pytest.fail(str(rows)),  # type: ignore[arg-type]
     ),
 ]
 
@@ -1166,10 +1189,10 @@ CONFIG_CASES = [
         lambda: PreAggregationConfig(team_ids=[2**64]),
         "each of team_ids must be a positive integer",
     ),
-    config_case("team_ids text", lambda: PreAggregationConfig(team_ids="abc"), "team_ids"),
+    config_case("team_ids text", lambda: PreAggregationConfig(team_ids="abc"), "team_ids"),  # type: ignore[arg-type]
     config_case(
         "unknown preset",
-        lambda: PreAggregationConfig(clickhouse_settings_preset="turbo"),
+        lambda: PreAggregationConfig(clickhouse_settings_preset="turbo"),  # type: ignore[arg-type]
         "'default' or 'high_performance'",
     ),
     config_case(
@@ -1191,7 +1214,7 @@ CONFIG_CASES = [
     config_case(
         "gaps days_back 3651", lambda: GapsConfig(days_back=3651), "less than or equal to 3650"
     ),
-    config_case("gaps days_back text", lambda: GapsConfig(days_back="week"), "valid integer"),
+    config_case("gaps days_back text", lambda: GapsConfig(days_back="week"), "valid integer"),  # type: ignore[arg-type]
     config_case(
         "gaps team_ids negative",
         lambda: GapsConfig(team_ids=[-1]),
@@ -1205,7 +1228,7 @@ CONFIG_CASES = [
         lambda: WindowConfig(days_back=10_000),
         "less than or equal to 3650",
     ),
-    config_case("window days_back float", lambda: WindowConfig(days_back=1.5), "valid integer"),
+    config_case("window days_back float", lambda: WindowConfig(days_back=1.5), "valid integer"),  # type: ignore[arg-type]
     config_case(
         "cleanup retention 0", lambda: CleanupConfig(retention_days=0), "greater than or equal to 1"
     ),

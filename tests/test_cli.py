@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from web_analytics import run_logs
+import web_analytics.run_logs as run_logs
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATE = ROOT / ".venv" / "bin" / "activate"

@@ -10,10 +10,13 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from support import lock_timeout_of, stdout_of
 
 import web_analytics
 from web_analytics import ConfigurationError, ConnectionFailed, EmbeddedStoreBusy, QueryFailed
@@ -250,7 +253,7 @@ def test_three_processes_insert_and_read_the_same_store_taking_turns(
     ]
     try:
         # Start all units of work together, so they contend for the store.
-        assert [worker.stdout.readline() for worker in workers] == ["ready\n"] * 3
+        assert [stdout_of(worker).readline() for worker in workers] == ["ready\n"] * 3
         go.touch()
         outcomes = [worker.communicate(timeout=60) for worker in workers]
     finally:
@@ -293,11 +296,12 @@ def test_a_process_waiting_too_long_for_the_store_gets_embedded_store_busy(
         text=True,
     )
     try:
-        assert holder.stdout.readline() == "holding\n"
+        assert stdout_of(holder).readline() == "holding\n"
         started = time.monotonic()
         with pytest.raises(EmbeddedStoreBusy) as error:
             web_analytics.connect(store_url, lock_timeout=0.5).teams()
         waited = time.monotonic() - started
+        assert holder.stdin is not None and holder.stderr is not None
         holder.stdin.close()
         assert holder.wait(timeout=30) == 0, holder.stderr.read()
     finally:
@@ -332,9 +336,9 @@ def test_lock_timeout_from_the_environment_is_used(
 ) -> None:
     monkeypatch.setenv(LOCK_TIMEOUT_ENV, "7.5")
 
-    assert web_analytics.connect(store_url).store.lock_timeout == 7.5
+    assert lock_timeout_of(web_analytics.connect(store_url)) == 7.5
     # An explicit timeout wins over the environment.
-    assert web_analytics.connect(store_url, lock_timeout=2).store.lock_timeout == 2
+    assert lock_timeout_of(web_analytics.connect(store_url, lock_timeout=2)) == 2
 
 
 # --- retries ----------------------------------------------------------------------------------
@@ -348,7 +352,7 @@ def test_transient_error_is_retried_until_the_operation_succeeds(
 
     with warehouse.session() as session:
 
-        def overloaded_once() -> list[tuple[int]]:
+        def overloaded_once() -> Sequence[Sequence[Any]]:
             nonlocal attempts
             attempts += 1
             if attempts == 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from support import FAILING_SETTINGS, pageviews_on, traffic, visit
@@ -339,6 +340,7 @@ def test_freshness_lists_each_date_with_the_reason_it_was_read_raw(
     }
     assert where.no_events == ()
     # A range that covers today is complete up to the moment it was read.
+    assert where.complete_until is not None
     assert before <= where.complete_until <= datetime.now(UTC)
     assert where.describe() == "6 pre-aggregated + 4 raw (missing, stale, failed, today)"
 
@@ -481,7 +483,7 @@ def test_auto_costs_one_query_more_than_preaggregated(
     queries: list[str] = []
     query = Session.query
 
-    def counted(self: Session, sql: str, *args: object, **kwargs: object) -> object:
+    def counted(self: Session, sql: str, *args: Any, **kwargs: Any) -> Any:
         queries.append(sql)
         return query(self, sql, *args, **kwargs)
 

@@ -173,7 +173,7 @@ def test_invalid_events_are_reported_by_position_while_valid_ones_land(
     events = [
         pageview(1),  # 0 valid
         no_team,  # 1
-        pageview(team="abc"),  # 2
+        pageview(team="abc"),  # type: ignore[arg-type]  # 2
         pageview(team=True),  # 3
         pageview(team=-1),  # 4
         pageview(5),  # 5 valid
@@ -184,7 +184,7 @@ def test_invalid_events_are_reported_by_position_while_valid_ones_land(
         pageview(10),  # 10 valid
     ]
 
-    report = warehouse.insert_events(events)
+    report = warehouse.insert_events(events)  # type: ignore[arg-type]
 
     assert report.inserted == 3
     assert [(r.position, r.reason) for r in report.rejected] == [
@@ -250,7 +250,7 @@ def test_a_json_lines_file_loads_and_reports_the_invalid_line(
         + '{"team_id": 1, "event": "$pageview", \n'
         + json.dumps(pageview(20, "/c"))
         + "\n"
-        + json.dumps(pageview(30, "/d", team="abc"))
+        + json.dumps(pageview(30, "/d", team="abc"))  # type: ignore[arg-type]
         + "\n"
     )
 
@@ -576,7 +576,7 @@ def test_upsert_team_checks_the_timezone_and_the_team_id(
         warehouse.upsert_team(1, "Mars/Olympus_Mons")
     for team_id in (0, -3, True, "1"):
         with pytest.raises(ConfigurationError, match="team_id must be a positive integer"):
-            warehouse.upsert_team(team_id)
+            warehouse.upsert_team(team_id)  # type: ignore[arg-type]
 
     assert warehouse.teams() == []
 

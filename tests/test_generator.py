@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from web_analytics import generator as gen
+import web_analytics.generator as gen
 
 EMPTY_DAY = dt.date(2024, 3, 26)
 # Ten days spanning the European DST switch (2024-03-31), six teams so +05:30 and +05:45 appear.

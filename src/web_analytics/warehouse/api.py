@@ -141,6 +141,10 @@ class Warehouse:
         delivered. Invalid events are reported with their 0-based position and a reason, not
         stored; timestamps outside ``timestamp_bounds`` (default: 2000-01-01 to one day after
         now) are invalid."""
+        if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
+            raise ConfigurationError(
+                f"events must be an iterable of event mappings, got {type(events).__name__}"
+            )
         window = (timestamp_bounds or TimestampBounds()).window(datetime.now(UTC))
         inserted = duplicates = 0
         rejected: list[RejectedEvent] = []

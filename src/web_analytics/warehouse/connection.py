@@ -84,6 +84,8 @@ def parse_url(url: str | None) -> ConnectionTarget:
         url = os.environ.get(URL_ENV) or None
     if url is None:
         return ConnectionTarget(kind="embedded", path=DEFAULT_EMBEDDED_PATH.absolute())
+    if not isinstance(url, str):
+        raise ConfigurationError(f"the warehouse URL must be a string, got {url!r}: {_URL_FORMS}")
     parts = urlsplit(url.strip())
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     unknown = set(query) - {"cluster"}
