@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from web_analytics.warehouse.schema import EVENT_COLUMN_NAMES
+from web_analytics.warehouse.teams import Team
 
 ColumnBatch = dict[str, np.ndarray]
 
@@ -66,12 +67,11 @@ _GROWTH_OVER_PERIOD = 0.2
 
 
 @dataclass(frozen=True)
-class TeamProfile:
-    """One tenant: its id, the IANA timezone its visitors live in and its share of traffic."""
+class TeamProfile(Team):
+    """One tenant (a registry ``Team``: its id and the IANA timezone its visitors live in)
+    and its share of the generated traffic."""
 
-    team_id: int
-    timezone: str
-    weight: float
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
