@@ -300,10 +300,12 @@ def auto_reads(
 def dagster_overhead(url: str, first: date, last: date, repeats: int) -> tuple[float, float]:
     import dagster as dg
 
-    from web_analytics.orchestration.assets import web_pre_aggregated_tables
+    from web_analytics.orchestration.assets import pre_aggregation_assets
     from web_analytics.orchestration.resources import ClickhouseCluster
+    from web_analytics.orchestration.settings import WebAnalyticsSettings
 
     warehouse = web_analytics.connect(url)
+    web_pre_aggregated_tables, _ = pre_aggregation_assets(WebAnalyticsSettings())
     resources = {"clickhouse": ClickhouseCluster(url=url)}
     with dg.instance_for_test() as instance:
         through_dagster, direct = side_by_side(
@@ -320,6 +322,69 @@ def dagster_overhead(url: str, first: date, last: date, repeats: int) -> tuple[f
             repeats=repeats,
         )
     return through_dagster, direct
+
+
+def sensor_ranges_vs_daily_runs(url: str, first: date, last: date) -> dict[str, float]:
+    """A gap over every day of ``[first, last]`` filled through the runs the backfill sensor
+    plans (ranges of up to the backfill policy's days, one plan for the whole gap), against
+    the same days launched one run per day. Both through Dagster, accuracy checks included;
+    each gap is made by changing every team (their days all turn stale)."""
+    import dagster as dg
+
+    from web_analytics.definitions import build_definitions
+    from web_analytics.orchestration.partitions import range_tags
+    from web_analytics.orchestration.resources import ClickhouseCluster
+    from web_analytics.orchestration.settings import WebAnalyticsSettings
+    from web_analytics.warehouse.backfill_plan import plan_backfill
+    from web_analytics.warehouse.source_summary import mark_team_changed
+
+    settings = WebAnalyticsSettings(start_date=first.isoformat())
+    job = build_definitions(settings, ClickhouseCluster(url=url)).resolve_job_def(
+        "web_analytics_daily_job"
+    )
+    warehouse = web_analytics.connect(url)
+    days = (last - first).days + 1
+    today = last + timedelta(days=1)
+
+    def make_gap() -> None:
+        with warehouse.session() as session:
+            for team in warehouse.teams():
+                mark_team_changed(session, team.team_id, uuid.uuid4().int % 2**63 | 1)
+        assert len(warehouse.find_gaps(days_back=days, today=today).needing_backfill) == days
+
+    with dg.instance_for_test() as instance:
+        make_gap()
+        plan = plan_backfill(
+            warehouse.find_gaps(days_back=days, today=today),
+            in_flight=set(),
+            now=datetime.now(UTC),
+            tick=timedelta(seconds=settings.sensor_interval_seconds),
+            max_failures=settings.max_failures,
+            max_days=days,
+            max_days_per_run=settings.max_days_per_run,
+        )
+        started = time.perf_counter()
+        for planned in plan.ranges:
+            assert planned.team_ids is None  # every team changed
+            job.execute_in_process(
+                instance=instance, tags=range_tags(planned.first_day, planned.last_day)
+            )
+        ranges = time.perf_counter() - started
+        assert warehouse.find_gaps(days_back=days, today=today).needing_backfill == []
+
+        make_gap()
+        started = time.perf_counter()
+        for offset in range(days):
+            job.execute_in_process(
+                instance=instance, partition_key=(first + timedelta(days=offset)).isoformat()
+            )
+        daily = time.perf_counter() - started
+    return {
+        "sensor_ranges_seconds": ranges,
+        "sensor_ranges_runs": len(plan.ranges),
+        "sensor_daily_runs_seconds": daily,
+        "sensor_ranges_vs_daily_runs_speedup": daily / ranges,
+    }
 
 
 def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dict[str, float]:
@@ -435,15 +500,19 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / ".data" / "bench")
     parser.add_argument(
         "--only",
-        choices=["auto"],
-        help='only the figures of source="auto", on the dataset an earlier run left in --store '
-        "(loaded and aggregated first if there is none); written to bench/results/auto.json",
+        choices=["auto", "sensor"],
+        help='only the figures of source="auto" (or of the sensor\'s ranges against daily runs), '
+        "on the dataset an earlier run left in --store (loaded and aggregated first if there "
+        "is none); written to bench/results/auto.json (or sensor.json)",
     )
     args = parser.parse_args()
     url = f"chdb://{args.store.absolute() / 'events'}"
     first_day = LAST_DAY - timedelta(days=args.days - 1)
     if args.only == "auto":
         auto_only(args, url, first_day)
+        return
+    if args.only == "sensor":
+        sensor_only(args, url, first_day)
         return
     shutil.rmtree(args.store, ignore_errors=True)
     figures: dict[str, object] = {}
@@ -542,6 +611,8 @@ def main() -> None:
     figures |= {"dagster_seconds": through_dagster, "direct_seconds": direct}
     figures["dagster_overhead"] = through_dagster / direct
 
+    figures |= sensor_ranges_vs_daily_runs(url, first_day, LAST_DAY)
+
     gaps_url = f"chdb://{args.store.absolute() / 'gaps'}"
     figures |= gap_detection_at_scale(gaps_url, teams=1000, days=365, repeats=2 * args.repeats)
 
@@ -610,6 +681,24 @@ def auto_only(args: argparse.Namespace, url: str, first_day: date) -> None:
     print(f"(total {result['total_seconds']:.0f} s; written to bench/results/auto.json)")
 
 
+def sensor_only(args: argparse.Namespace, url: str, first_day: date) -> None:
+    """The sensor's ranges against daily runs alone, on the benchmark's dataset."""
+    started = time.perf_counter()
+    if not (args.store / "events").exists():
+        load_dataset(url, args.events, args.teams, args.days)
+        web_analytics.connect(url).aggregate(first_day, LAST_DAY)
+    figures = sensor_ranges_vs_daily_runs(url, first_day, LAST_DAY)
+    warehouse = web_analytics.connect(url)
+    result = {
+        **run_description(warehouse.summary().events, args, started),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sensor.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_targets(result)
+    print(f"(total {result['total_seconds']:.0f} s; written to bench/results/sensor.json)")
+
+
 TARGETS = {
     "overview_speedup": ("30-day overview, pre-aggregated vs raw", ">= 50x", lambda v: v >= 50),
     "pathname_speedup": ("30-day pathname breakdown vs raw", ">= 20x", lambda v: v >= 20),
@@ -621,6 +710,11 @@ TARGETS = {
     "auto_stale_today_speedup": ("auto vs raw, a stale day and today", ">= 5x", lambda v: v >= 5),
     "aggregation_vs_floor": ("aggregation vs floor scan", "<= 3x", lambda v: v <= 3),
     "range_vs_daily_speedup": ("30-day range vs 30 daily runs", ">= 2x", lambda v: v >= 2),
+    "sensor_ranges_vs_daily_runs_speedup": (
+        "30-day gap: sensor's ranges vs a run per day",
+        ">= 1.7x",
+        lambda v: v >= 1.7,
+    ),
     "dagster_overhead": ("7-day materialization vs direct", "<= 1.3x", lambda v: v <= 1.3),
     "gap_detection_seconds": ("gap detection, 1,000 teams x 365 days", "< 1 s", lambda v: v < 1),
     "gap_detection_vs_posthog_speedup": (
