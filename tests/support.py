@@ -4,10 +4,14 @@ Dagster instance, and reading table metadata."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import IO, Any
 
 import dagster as dg
@@ -213,3 +217,40 @@ def stdout_of(process: subprocess.Popen[str]) -> IO[str]:
     """The standard output of a process started with ``stdout=PIPE``."""
     assert process.stdout is not None
     return process.stdout
+
+
+# --- the Dagster daemon ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_daemon(env: dict[str, str], log: IO[str]) -> subprocess.Popen[bytes]:
+    """``dagster-daemon run`` on the project's definitions, in its own process group (its code
+    server and run workers join it), writing to ``log``."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-daemon")),
+            "run",
+            "-m",
+            "web_analytics.definitions",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``process``'s group, then SIGKILL whatever of it is left (run workers and
+    orphaned steps share the group: none may outlive a test)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)

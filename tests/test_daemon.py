@@ -7,15 +7,13 @@ Slow (a few minutes): run with ``pytest -m slow tests/test_daemon.py``."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from support import pageviews_on, traffic
+from support import ROOT, pageviews_on, start_daemon, stop_group, traffic
 
 import web_analytics
 from web_analytics.definitions import build_definitions
@@ -25,8 +23,6 @@ from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.attempts import AttemptStatus
 
-ROOT = Path(__file__).resolve().parents[1]
-DAEMON = ROOT / ".venv" / "bin" / "dagster-daemon"
 LOCK_TIMEOUT = 300.0
 FILL_TIMEOUT = 8 * 60
 SENSOR = "web_analytics_backfill_sensor"
@@ -53,17 +49,6 @@ def prepare_store(url: str, today: date) -> list[date]:
     return report.needing_backfill
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the daemon's process group (it spawns a code server), then SIGKILL."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
 def runs_of(filters: dg.RunsFilter) -> list[dg.DagsterRun]:
     """Runs of the instance in $DAGSTER_HOME (the daemon's)."""
     with dg.DagsterInstance.get() as instance:
@@ -86,14 +71,7 @@ def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
         "WEB_ANALYTICS_LOCK_TIMEOUT": str(int(LOCK_TIMEOUT)),
     }
     log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(DAEMON), "run", "-m", "web_analytics.definitions"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, stopped as one
-    )
+    daemon = start_daemon(env, log)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))  # the daemon's instance, read here
     warehouse = web_analytics.connect(store_url, lock_timeout=LOCK_TIMEOUT)
     try:
@@ -110,7 +88,7 @@ def test_the_daemon_fills_missing_and_stale_days_through_the_sensor(
             f"after {FILL_TIMEOUT} s; daemon log:\n" + (tmp_path / "daemon.log").read_text()[-5000:]
         )
     finally:
-        stop(daemon)
+        stop_group(daemon)
         log.close()
 
     # The diagnostic job agrees: nothing left to fill, nothing churned on empty days.

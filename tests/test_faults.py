@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 import yaml
-from support import load_generated
+from support import ROOT, load_generated, start_daemon, stop_group
 
 import web_analytics
 from web_analytics.generator import GeneratorOptions, team_profiles
@@ -51,8 +51,6 @@ pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and sends SIGKILL"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-DAEMON = Path(sys.executable).with_name("dagster-daemon")
 SEED = int(os.environ.get("FAULTS_SEED", "1201"))
 KILL_TRIALS = int(os.environ.get("FAULTS_KILL_TRIALS", "5"))
 TICK_SECONDS = 5
@@ -127,14 +125,7 @@ class Daemon:
             **self.settings,
         }
         with self.log_path.open("a") as log:
-            process = subprocess.Popen(
-                [str(DAEMON), "run", "-m", "web_analytics.definitions"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped as one
-            )
+            process = start_daemon(env, log)
         self.groups.append(process)
         self.started_at = time.time()
 
@@ -146,16 +137,7 @@ class Daemon:
 
     def stop(self) -> None:
         for process in self.groups:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=60)
-            # Run workers and orphaned steps share the group: none may outlive the test.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+            stop_group(process)
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
