@@ -232,10 +232,10 @@ def test_sensor_relaunches_a_day_whose_source_changed_and_skips_when_all_is_fill
     ],
 )
 def test_daily_schedule_computes_yesterday_and_the_day_before(
-    scheduled: datetime, first: str, last: str
+    scheduled: datetime, first: str, last: str, instance: dg.DagsterInstance
 ) -> None:
     schedule = definitions().resolve_schedule_def(DAILY_SCHEDULE)
-    context = dg.build_schedule_context(scheduled_execution_time=scheduled)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=scheduled)
     [request] = schedule.evaluate_tick(context).run_requests or []
 
     assert request.run_key == f"daily-{last}"

@@ -165,7 +165,9 @@ def test_the_automation_variable_starts_the_sensor_and_every_schedule_running_or
         assert defs.resolve_schedule_def(name).default_status == schedule_status, name
 
 
-def test_partitions_run_sizes_and_the_sensor_interval_come_from_the_settings() -> None:
+def test_partitions_run_sizes_and_the_sensor_interval_come_from_the_settings(
+    instance: dg.DagsterInstance,
+) -> None:
     defs = build_definitions(
         WebAnalyticsSettings.from_environment(
             {START_DATE_ENV: "2024-03-01", MAX_DAYS_PER_RUN_ENV: "3", SENSOR_INTERVAL_ENV: "60"}
@@ -181,7 +183,7 @@ def test_partitions_run_sizes_and_the_sensor_interval_come_from_the_settings() -
         assert partitions.get_first_partition_key() == "2024-03-01"
     # The daily schedule never asks for a day before the first partition.
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 3, 2, 1, tzinfo=UTC)
+        instance=instance, scheduled_execution_time=datetime(2024, 3, 2, 1, tzinfo=UTC)
     )
     [request] = defs.resolve_schedule_def(SCHEDULES[0]).evaluate_tick(context).run_requests or []
     assert request.tags["dagster/asset_partition_range_start"] == "2024-03-01"

@@ -355,3 +355,27 @@ def test_a_write_cut_short_by_a_transient_error_is_not_retried(
         [(attempts, rows)] = session.query("SELECT uniqExact(at), count() FROM landed")
     assert attempts == 1
     assert rows > 0  # part of it landed: a second try would have counted those rows twice
+
+
+def test_the_daily_schedule_leaves_a_day_already_in_flight_to_its_run(
+    store_url: str, instance: dg.DagsterInstance, today: date
+) -> None:
+    # Before: at 01:00 it queued yesterday and the day before beside a backfill run of them.
+    defs = definitions(store_url, **settings())
+    schedule = defs.resolve_schedule_def("web_analytics_daily_schedule")
+    at_one = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=1)
+    yesterday, before = ago(today, 1), ago(today, 2)
+
+    def evaluate() -> list[dg.RunRequest]:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at_one)
+        return list(schedule.evaluate_tick(context).run_requests or [])
+
+    [request] = evaluate()
+    assert days_of(request) == (before.isoformat(), yesterday.isoformat())
+
+    add_run(instance, JOB, dg.DagsterRunStatus.STARTED, {"dagster/partition": before.isoformat()})
+    [request] = evaluate()
+    assert days_of(request) == (yesterday.isoformat(), yesterday.isoformat())
+
+    add_run(instance, JOB, dg.DagsterRunStatus.QUEUED, {"dagster/partition": yesterday.isoformat()})
+    assert evaluate() == []

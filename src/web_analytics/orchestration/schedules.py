@@ -1,11 +1,11 @@
 """Schedules, all in UTC."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from web_analytics.orchestration.assets import TRIGGER_TAG
-from web_analytics.orchestration.backfill_requests import backfill_evaluation
+from web_analytics.orchestration.backfill_requests import backfill_evaluation, days_in_flight
 from web_analytics.orchestration.jobs import web_analytics_daily_job, web_analytics_maintenance_job
 from web_analytics.orchestration.partitions import range_tags
 from web_analytics.orchestration.settings import WebAnalyticsSettings
@@ -32,10 +32,18 @@ def schedules(settings: WebAnalyticsSettings) -> list[dg.ScheduleDefinition]:
         default_status=status,
     )
     def daily(context: dg.ScheduleEvaluationContext):
-        """At 01:00 UTC: compute yesterday and recompute the day before."""
+        """At 01:00 UTC: compute yesterday and recompute the day before, except a day that a
+        queued or running run already covers."""
         today = context.scheduled_execution_time.date()
-        last = today - timedelta(days=1)
-        first = max(today - timedelta(days=DAILY_RECOMPUTE_DAYS), settings.first_day)
+        busy = days_in_flight(context.instance, datetime.now(UTC))
+        days = [
+            day
+            for day in (today - timedelta(days=n) for n in range(DAILY_RECOMPUTE_DAYS, 0, -1))
+            if day >= settings.first_day and day not in busy
+        ]
+        if not days:
+            return dg.SkipReason("Yesterday and the day before already have runs in flight.")
+        first, last = days[0], days[-1]
         return dg.RunRequest(
             run_key=f"daily-{last.isoformat()}",
             tags={**range_tags(first, last), TRIGGER_TAG: f"schedule:{DAILY_SCHEDULE}"},
