@@ -56,6 +56,10 @@ STOP_GRACE_SECONDS = 10  # a stopped command's group gets this long before SIGKI
 PRODUCTION_STOP_SECONDS = 30  # the webserver and daemon finish in-flight requests and ticks
 PRODUCTION_START_SECONDS = 120  # the webserver answers once its code server has loaded
 
+# The start of the warning `dagster job execute` prints on every call (Python matches it
+# as a literal prefix of the message).
+SUPERSEDED_JOB_EXECUTE = "Function `job_execute_command` is superseded"
+
 ACTIVATE_BEGIN = "# >>> web-analytics (tasks.py) >>>"
 ACTIVATE_END = "# <<< web-analytics (tasks.py) <<<"
 
@@ -76,6 +80,9 @@ def _operator_environment() -> dict[str, str]:
         "DAGSTER_HOME": str(DAGSTER_HOME),
         "DAGSTER_CLI_JOB_EXECUTE_MODULE_NAME": "web_analytics.definitions",
         "DAGSTER_CLI_JOB_EXECUTE_TAGS": json.dumps({".dagster/repository": repository}),
+        # `dagster job execute` warns on every call that `dg launch` supersedes it; the
+        # README's commands use it knowingly. Only that one message is silenced.
+        "PYTHONWARNINGS": f"ignore:{SUPERSEDED_JOB_EXECUTE}",
     }
 
 
