@@ -60,6 +60,15 @@ PRODUCTION_START_SECONDS = 120  # the webserver answers once its code server has
 # as a literal prefix of the message).
 SUPERSEDED_JOB_EXECUTE = "Function `job_execute_command` is superseded"
 
+# Written by the demo (DEMO_ENVIRONMENT in src/web_analytics/demo.py): its store's URL and the
+# first day of its data, so the UI's partitions start where the demo's data does.
+DEMO_ENVIRONMENT = ROOT / ".data" / "demo.env"
+URL_ENV = "WEB_ANALYTICS_URL"
+START_DATE_ENV = "WEB_ANALYTICS_START_DATE"
+DEMO_MARK_ENV = "_WEB_ANALYTICS_DEMO"  # set by the activate script when it applied the demo's
+# Commands that load the definitions for an operator: they see the demo's store and start.
+OPERATOR_COMMANDS = ("dev", "dagster", "dg")
+
 ACTIVATE_BEGIN = "# >>> web-analytics (tasks.py) >>>"
 ACTIVATE_END = "# <<< web-analytics (tasks.py) <<<"
 
@@ -86,6 +95,33 @@ def _operator_environment() -> dict[str, str]:
     }
 
 
+def _demo_environment(env: dict[str, str]) -> dict[str, str]:
+    """The demo's store and first day, after `tasks.py demo` ran, unless ``env`` names
+    another store or a start of its own."""
+    try:
+        lines = DEMO_ENVIRONMENT.read_text().splitlines()
+    except OSError:
+        return {}
+    demo = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    if env.get(URL_ENV, demo.get(URL_ENV)) != demo.get(URL_ENV) or env.get(START_DATE_ENV):
+        return {}
+    return {name: demo[name] for name in (URL_ENV, START_DATE_ENV) if name in demo}
+
+
+# The same rule as _demo_environment, for the shell: read when the venv is activated.
+ACTIVATE_DEMO = """\
+if [ -f {file} ]; then
+    _wa_url="$(sed -n 's/^{url}=//p' {file})"
+    if [ "${{{url}:-$_wa_url}}" = "$_wa_url" ] && [ -z "${{{start}:-}}" ]; then
+        export {url}="$_wa_url"
+        export {start}="$(sed -n 's/^{start}=//p' {file})"
+        export {mark}=1
+    fi
+    unset _wa_url
+fi
+"""
+
+
 def _bootstrap() -> None:
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
@@ -106,7 +142,12 @@ def _write_activate_block() -> None:
     ours = re.compile(rf"[ \t]*{re.escape(ACTIVATE_BEGIN)}\n.*?{re.escape(ACTIVATE_END)}\n", re.S)
     pristine = ours.sub("", script)
     variables = _operator_environment()
-    unset = f"    {ACTIVATE_BEGIN}\n    unset {' '.join(variables)}\n    {ACTIVATE_END}\n"
+    unset = (
+        f"    {ACTIVATE_BEGIN}\n    unset {' '.join(variables)}\n"
+        f'    if [ -n "${{{DEMO_MARK_ENV}:-}}" ]; then '
+        f"unset {URL_ENV} {START_DATE_ENV} {DEMO_MARK_ENV}; fi\n"
+        f"    {ACTIVATE_END}\n"
+    )
     exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items())
     patched, found = re.subn(r"^(deactivate \(\) \{\n)", rf"\g<1>{unset}", pristine, flags=re.M)
     if not found:
@@ -114,7 +155,15 @@ def _write_activate_block() -> None:
     patched += (
         f"{ACTIVATE_BEGIN}\n"
         "# The `dagster` and `dg` commands find the project's instance and code location.\n"
-        f"{exports}{ACTIVATE_END}\n"
+        f"{exports}"
+        "# After `python3 tasks.py demo`: the demo's store and the first day of its data.\n"
+        + ACTIVATE_DEMO.format(
+            file=shlex.quote(str(DEMO_ENVIRONMENT)),
+            url=URL_ENV,
+            start=START_DATE_ENV,
+            mark=DEMO_MARK_ENV,
+        )
+        + f"{ACTIVATE_END}\n"
     )
     if patched != script:
         ACTIVATE.write_text(patched)
@@ -471,7 +520,10 @@ def main(argv: list[str]) -> int:
     _bootstrap()
     if argv[0] == "prod":
         return _prod(argv[1:])
-    return _run([*COMMANDS[argv[0]], *argv[1:]], _environment())
+    env = _environment()
+    if argv[0] in OPERATOR_COMMANDS:
+        env.update(_demo_environment(env))
+    return _run([*COMMANDS[argv[0]], *argv[1:]], env)
 
 
 if __name__ == "__main__":

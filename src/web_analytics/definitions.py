@@ -5,7 +5,11 @@ import os
 
 import dagster as dg
 
-from web_analytics.orchestration.assets import pre_aggregation_assets, web_analytics_tables
+from web_analytics.orchestration.assets import (
+    pre_aggregation_assets,
+    web_analytics_data_coverage,
+    web_analytics_tables,
+)
 from web_analytics.orchestration.jobs import (
     check_missing_data_job,
     cleanup_backfill_records_job,
@@ -28,7 +32,7 @@ def build_definitions(
     """Every asset, check, job, schedule and sensor, with their resources."""
     pre_aggregated, checks = pre_aggregation_assets(settings)
     return dg.Definitions(
-        assets=[web_analytics_tables, pre_aggregated],
+        assets=[web_analytics_tables, pre_aggregated, web_analytics_data_coverage],
         asset_checks=checks,
         jobs=[
             web_analytics_daily_job,

@@ -18,7 +18,8 @@ from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.accuracy import AccuracyReport
 from web_analytics.warehouse.aggregation import AggregationResult, days_between
 from web_analytics.warehouse.errors import WarehouseError, WriteInterrupted
-from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
+from web_analytics.warehouse.gap_text import days_phrase
+from web_analytics.warehouse.schema import BOUNCES, COVERAGE, PRE_AGGREGATED_TABLES, STATS
 from web_analytics.warehouse.settings import resolve_settings
 
 GROUP = "web_analytics"
@@ -27,6 +28,7 @@ CLICKHOUSE_POOL = "clickhouse"
 ACCURACY_CHECK = "matches_raw_events"
 TRIGGER_TAG = "web_analytics/trigger"
 MAX_METADATA_ROWS = 200
+COVERAGE_ASSET = dg.AssetKey(COVERAGE)
 
 # Per-partition asset checks are a preview feature in Dagster 1.13; we rely on them knowingly.
 warnings.filterwarnings(
@@ -46,6 +48,24 @@ def web_analytics_tables(context: dg.AssetExecutionContext, clickhouse: Clickhou
     warehouse = clickhouse.warehouse()
     warehouse.ensure_schema()
     context.add_output_metadata({"warehouse": warehouse.target.describe()})
+
+
+# Written by update_data_coverage_op (its job and the 03:00 maintenance), not materialized
+# on its own: the UI shows its latest materialization, a table of the days that need
+# backfill and why, next to the tables' partitions.
+web_analytics_data_coverage = dg.AssetSpec(
+    COVERAGE_ASSET,
+    deps=list(PRE_AGGREGATED_TABLES),
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"clickhouse"},
+    description=(
+        "Per team, UTC day and table of the lookback window: source and pre-aggregated "
+        "pageviews and the day's state. Its latest materialization lists the gap ranges "
+        "(missing, stale, failed, inaccurate) per team and table. Refreshed by "
+        "update_data_coverage_job and web_analytics_maintenance_job."
+    ),
+)
 
 
 def run_trigger(tags: Mapping[str, str]) -> str:
@@ -96,6 +116,11 @@ def _materialization_metadata(
         "duration_seconds": round(result.seconds, 3),
         "clickhouse_settings": dg.MetadataValue.json(settings),
     }
+
+
+def check_output_name(key: dg.AssetCheckKey) -> str:
+    """The name Dagster gives a check's output in a multi-asset check's op."""
+    return f"{key.asset_key.to_python_identifier()}_{key.name}"
 
 
 def _check_evaluation(report: AccuracyReport, day: date) -> dg.AssetCheckEvaluation:
@@ -178,8 +203,11 @@ def pre_aggregation_assets(
         except (WarehouseError, ValueError) as error:
             # Transient failures were already retried by the warehouse; another try won't help.
             raise dg.Failure(description=str(error), allow_retries=False) from error
+        rows = sum(sum(result.rows_for(table).values()) for table in PRE_AGGREGATED_TABLES)
         context.log.info(
-            f"Wrote {first_day} to {last_day}: {result.source_events} source events read "
+            f"Wrote {first_day} to {last_day} ({days_phrase(len(result.days))}, "
+            f"{len({team for team, _ in result.fingerprints})} teams): "
+            f"{result.source_events:,} source events read, {rows:,} rows written "
             f"in {result.seconds:.1f} s"
         )
         for table in PRE_AGGREGATED_TABLES:
@@ -205,15 +233,26 @@ def pre_aggregation_assets(
     def matches_raw_events(context: dg.AssetCheckExecutionContext, clickhouse: ClickhouseCluster):
         first_day, last_day = window_days(*context.partition_time_window)
         reports = clickhouse.warehouse().check_accuracy(first_day, last_day)
-        failed = 0
+        days = days_between(first_day, last_day)
+        failed = []
         for report in reports.values():
-            for day in days_between(first_day, last_day):
+            for day in days:
                 evaluation = _check_evaluation(report, day)
-                failed += not evaluation.passed
+                if not evaluation.passed:
+                    failed.append(f"{report.table} {day}")
                 yield evaluation
+        # The evaluations above carry their day; these empty outputs tell Dagster the step
+        # produced every check it was asked for (as an AssetCheckResult's would).
+        for key in context.selected_asset_check_keys:
+            yield dg.Output(None, output_name=check_output_name(key))
         context.log.info(
-            f"Accuracy of {first_day} to {last_day}: "
-            + ("every day matches the raw events" if not failed else f"{failed} table-days differ")
+            f"Accuracy of {first_day} to {last_day} ({days_phrase(len(days))} x "
+            f"{len(reports)} tables): "
+            + (
+                "every day matches the raw events"
+                if not failed
+                else f"{len(failed)} table-days differ: {', '.join(failed)}"
+            )
         )
 
     return web_pre_aggregated_tables, [matches_raw_events]
