@@ -8,10 +8,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from web_analytics.warehouse.connection import Session
-from web_analytics.warehouse.schema import ACCURACY_CHECKS, ALL, EVENTS, TABLE_METRICS
+from web_analytics.warehouse.schema import (
+    ACCURACY_CHECKS,
+    ALL,
+    DAILY_STATS,
+    DAILY_VISITORS,
+    EVENTS,
+    HOURLY_VISITORS,
+    STATS,
+    TABLE_METRICS,
+    with_combinator,
+)
 from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
 
-# Visitors are approximate (uniq states) and may differ by this share; the rest exactly.
+# Visitors are approximate (sketches) and may differ by this share; the rest exactly.
 VISITORS_TOLERANCE = 0.01
 
 
@@ -51,19 +61,25 @@ class AccuracyReport:
         )
 
 
+_VISITORS = {DAILY_STATS: DAILY_VISITORS}
 _PREAGGREGATED = {
-    table: "SELECT team_id, toDate(period_bucket) AS day, "
+    table: "SELECT team_id, toDate(period_bucket) AS utc_day, "
     + ", ".join(
-        "uniqMerge(visitors)" if metric == "visitors" else f"sum({metric})"
+        f"{with_combinator(_VISITORS.get(table, HOURLY_VISITORS), 'Merge')}(visitors)"
+        if metric == "visitors"
+        else f"sum({metric})"
         for metric in TABLE_METRICS[table]
     )
     + " FROM {table:Identifier}"
     for table in TABLE_METRICS
 }
+# The stats table's check covers its day grain too: each UTC day's segments sum to the same
+# totals as its hours. A difference there names its metric "views (day grain)" and so on.
+_GRAINS = {STATS: ((STATS, ""), (DAILY_STATS, " (day grain)"))}
 _PREAGGREGATED_FILTER = """
 WHERE dimension = {dimension:String} AND team_id IN {team_ids:Array(UInt64)}
-  AND day BETWEEN {first_day:Date} AND {last_day:Date}
-GROUP BY team_id, day"""
+  AND utc_day BETWEEN {first_day:Date} AND {last_day:Date}
+GROUP BY team_id, utc_day"""
 _RAW_METRICS = ("visitors", "views", "sessions", "bounces", "total_duration_us")
 
 
@@ -111,28 +127,30 @@ def _compare(
     first_day: date,
     last_day: date,
 ) -> AccuracyReport:
-    parameters = {
-        "table": table,
-        "dimension": ALL,
-        "team_ids": sorted(team_timezones),
-        "first_day": first_day,
-        "last_day": last_day,
-    }
-    metrics = TABLE_METRICS[table]
-    preaggregated = {
-        (int(team), day): dict(zip(metrics, map(int, values), strict=True))
-        for team, day, *values in session.query(
-            _PREAGGREGATED[table] + _PREAGGREGATED_FILTER, parameters
-        )
-    }
-    zero = dict.fromkeys(_RAW_METRICS, 0)
-    discrepancies = [
-        Discrepancy(team, day, metric, pre.get(metric, 0), ref[metric])
-        for team, day in sorted(set(preaggregated) | set(raw))
-        for pre, ref in [(preaggregated.get((team, day), zero), raw.get((team, day), zero))]
-        for metric in metrics
-        if _differs(metric, pre.get(metric, 0), ref[metric])
-    ]
+    discrepancies = []
+    for grain, suffix in _GRAINS.get(table, ((table, ""),)):
+        parameters = {
+            "table": grain,
+            "dimension": ALL,
+            "team_ids": sorted(team_timezones),
+            "first_day": first_day,
+            "last_day": last_day,
+        }
+        metrics = TABLE_METRICS[grain]
+        preaggregated = {
+            (int(team), day): dict(zip(metrics, map(int, values), strict=True))
+            for team, day, *values in session.query(
+                _PREAGGREGATED[grain] + _PREAGGREGATED_FILTER, parameters
+            )
+        }
+        zero = dict.fromkeys(_RAW_METRICS, 0)
+        discrepancies += [
+            Discrepancy(team, day, metric + suffix, pre.get(metric, 0), ref[metric])
+            for team, day in sorted(set(preaggregated) | set(raw))
+            for pre, ref in [(preaggregated.get((team, day), zero), raw.get((team, day), zero))]
+            for metric in metrics
+            if _differs(metric, pre.get(metric, 0), ref[metric])
+        ]
     return AccuracyReport(table, first_day, last_day, len(team_timezones), discrepancies)
 
 

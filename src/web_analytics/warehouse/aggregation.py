@@ -10,21 +10,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from web_analytics.warehouse.connection import Session
 from web_analytics.warehouse.errors import QueryFailed, WriteInterrupted
 from web_analytics.warehouse.schema import (
     ALL,
     BOUNCES,
+    DAILY_STATS,
+    DAILY_VISITORS,
     EVENTS,
-    PRE_AGGREGATED_TABLES,
+    HOURLY_VISITORS,
+    PASS_SESSIONS,
     SESSION_DIMENSIONS,
     STAGING_SUFFIX,
     STATS,
     TABLE_METRICS,
+    WRITTEN_TABLES,
     local_name,
+    with_combinator,
 )
-from web_analytics.warehouse.sessions import sessions_parameters, sessions_query
+from web_analytics.warehouse.sessions import (
+    SESSION_COLUMNS,
+    sessions_parameters,
+    sessions_query,
+)
 from web_analytics.warehouse.source_summary import source_snapshot
 
 
@@ -66,11 +76,12 @@ _DIMENSION_NAMES = "[" + ", ".join(f"'{name}'" for name in _DIMENSIONS) + "]"
 
 def stats_insert_sql(target: str, sessions: str) -> str:
     """Every metric of every dimension row of ``sessions`` (a subquery or table with the
-    columns of ``sessions_query``) written into ``target`` (the stats staging table)."""
+    columns of ``sessions_query``) per hour bucket, written into ``target`` (the stats
+    staging table)."""
     return f"""
 INSERT INTO {target}
 SELECT team_id, period_bucket, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
-    uniqState(cityHash64(person)) AS visitors,
+    {with_combinator(HOURLY_VISITORS, "State")}(cityHash64(person)) AS visitors,
     sum(row.3) AS views,
     count() AS sessions,
     sum(is_bounce) AS bounces,
@@ -79,6 +90,60 @@ FROM {sessions}
 ARRAY JOIN {_DIMENSION_ROWS} AS row
 GROUP BY team_id, period_bucket, row.1, row.2
 """
+
+
+def daily_stats_insert_sql(target: str, sessions: str) -> str:
+    """The same rows per team-local day and segment (the UTC day of their hour buckets),
+    written into ``target`` (the day grain's staging table)."""
+    return f"""
+INSERT INTO {target}
+SELECT team_id, toDateTime(toDate(period_bucket), 'UTC') AS segment, local_day AS day,
+    {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
+    {with_combinator(DAILY_VISITORS, "State")}(cityHash64(person)) AS visitors,
+    sum(row.3) AS views,
+    count() AS sessions,
+    sum(is_bounce) AS bounces,
+    sum(duration_us) AS total_duration_us
+FROM {sessions}
+ARRAY JOIN {_DIMENSION_ROWS} AS row
+GROUP BY team_id, local_day, segment, row.1, row.2
+"""
+
+
+def _pass_sessions_statements() -> list[str]:
+    """A session-local table for one pass's sessions, emptied."""
+    columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in SESSION_COLUMNS)
+    return [
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {PASS_SESSIONS}\n(\n    {columns}\n)\n"
+        "ENGINE = Memory",
+        f"TRUNCATE TABLE {PASS_SESSIONS}",
+    ]
+
+
+def insert_both_grains(
+    session: Session,
+    sessions: str,
+    parameters: dict[str, Any],
+    staging: Mapping[str, str],
+    settings: dict[str, Any],
+    cluster: str | None,
+) -> None:
+    """Group the sessions of one pass (``sessions``, a SELECT with ``parameters``) into the
+    hourly and the daily stats staging tables. On a single node they are computed once into
+    a session-local table that both groupings read; on a cluster each shard computes its own
+    teams' sessions in each INSERT ... SELECT, so they are computed once per grain."""
+    if cluster:
+        for table, insert_sql in ((STATS, stats_insert_sql), (DAILY_STATS, daily_stats_insert_sql)):
+            session.command(
+                insert_sql(staging[table], f"({sessions})"), parameters, settings=settings
+            )
+        return
+    for statement in _pass_sessions_statements():
+        session.command(statement)
+    session.command(f"INSERT INTO {PASS_SESSIONS} {sessions}", parameters, settings=settings)
+    session.command(stats_insert_sql(staging[STATS], PASS_SESSIONS), settings=settings)
+    session.command(daily_stats_insert_sql(staging[DAILY_STATS], PASS_SESSIONS), settings=settings)
+    session.command(f"TRUNCATE TABLE {PASS_SESSIONS}")
 
 
 # Rows leave the GROUP BY unique per key: merging them again on insert is wasted work.
@@ -259,7 +324,7 @@ def aggregate_range(
     days = days_between(first_day, last_day)
     # Taken before reading events: an event that lands during the run makes the day stale.
     snapshot = source_snapshot(session, sorted(team_timezones), first_day, last_day)
-    staging = {table: table + STAGING_SUFFIX for table in PRE_AGGREGATED_TABLES}
+    staging = {table: table + STAGING_SUFFIX for table in WRITTEN_TABLES}
     day_filter = {"first_day": first_day, "last_day": last_day}
     insert_settings = {**settings, **UNIQUE_ROWS_INSERT}
     if cluster:  # run INSERT ... SELECT on every shard, from and into its local tables
@@ -285,15 +350,12 @@ def aggregate_range(
             if not teams:
                 continue  # a team split into several passes whose first one failed
             try:
-                session.command(
-                    stats_insert_sql(staging[STATS], f"({sessions})"),
-                    parameters,
-                    settings=insert_settings,
-                )
+                insert_both_grains(session, sessions, parameters, staging, insert_settings, cluster)
             except WriteInterrupted:
                 raise  # transient: the whole run is redone from clean staging
             except QueryFailed as error:
-                _delete_team_rows(session, staging[STATS], teams, cluster)
+                for table in (STATS, DAILY_STATS):
+                    _delete_team_rows(session, staging[table], teams, cluster)
                 if len(teams) == 1:
                     failed[teams[0]] = str(error)
                 else:
@@ -306,9 +368,9 @@ def aggregate_range(
     kept_team_ids = [*kept_team_ids, *sorted(failed)]
     in_range = "toDate(period_bucket) BETWEEN {first_day:Date} AND {last_day:Date}"
     key = "team_id, period_bucket, dimension, value"
-    if kept_team_ids:
+    for table in (STATS, DAILY_STATS) if kept_team_ids else ():
         session.command(
-            f"INSERT INTO {staging[STATS]} SELECT * FROM {STATS} "
+            f"INSERT INTO {staging[table]} SELECT * FROM {table} "
             f"WHERE {in_range} AND team_id IN {{kept:Array(UInt64)}}",
             {**day_filter, "kept": list(kept_team_ids)},
             settings=insert_settings,
@@ -320,7 +382,7 @@ def aggregate_range(
         settings=insert_settings,
     )
     rows: dict[str, dict[date, int]] = {}
-    for table in PRE_AGGREGATED_TABLES:
+    for table in WRITTEN_TABLES:
         counts = dict(
             session.query(
                 f"SELECT toDate(period_bucket) AS day, count() FROM {staging[table]} "
@@ -341,7 +403,7 @@ def aggregate_range(
             else f"DROP PARTITION ID '{partition_id(day)}'"
             for day in days
         ]
-        for table in PRE_AGGREGATED_TABLES
+        for table in WRITTEN_TABLES
     }
     with _journaled(session, swaps):
         for table, commands in swaps.items():

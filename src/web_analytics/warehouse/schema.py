@@ -15,6 +15,9 @@ TEAMS = "teams"
 SOURCE_DAY_SUMMARY = "events_day_summary"
 SOURCE_DAY_SUMMARY_VIEW = "events_day_summary_mv"
 STATS = "web_pre_aggregated_stats"
+# The stats table's day grain: written by the same pass and swapped with it, part of the
+# stats asset (its gap states, status records and accuracy checks are the stats table's).
+DAILY_STATS = "web_pre_aggregated_stats_daily"
 BOUNCES = "web_pre_aggregated_bounces"
 STAGING_SUFFIX = "_staging"
 COVERAGE = "web_analytics_data_coverage"
@@ -25,7 +28,12 @@ ACCURACY_CHECKS = "web_analytics_accuracy_checks"
 LOAD_KEYS = "events_load_keys"
 LOAD_HELD = "events_load_held"
 
+# The tables gap detection, status records and Dagster's assets know, one per metric set...
 PRE_AGGREGATED_TABLES = (STATS, BOUNCES)
+# ...and every table one aggregation writes and swaps in per UTC day.
+WRITTEN_TABLES = (STATS, DAILY_STATS, BOUNCES)
+# Session-local table of one aggregation pass's sessions, which both grains group.
+PASS_SESSIONS = "aggregation_pass_sessions"
 
 # Events that count as a page view; ``$autocapture`` only affects bounces.
 PAGEVIEW_EVENTS = ("$pageview", "$screen")
@@ -153,8 +161,21 @@ def _pre_aggregated(name: str, metrics: tuple[tuple[str, str], ...], comment: st
     )
 
 
+# Visitor states of the hourly tables and of the day grain, of cityHash64(person). A day
+# grain row merges at most a few dozen states whatever a day's traffic: HyperLogLog-style
+# sketches of 2^17 cells, exact up to a few thousand visitors and within 1 % beyond.
+HOURLY_VISITORS = "uniq"
+DAILY_VISITORS = "uniqCombined(17)"
+
+
+def with_combinator(function: str, combinator: str) -> str:
+    """``function`` with ``combinator`` before its parameters: ``uniqCombinedState(17)``."""
+    name, parenthesis, parameters = function.partition("(")
+    return f"{name}{combinator}{parenthesis}{parameters}"
+
+
 _METRIC_TYPES = {
-    "visitors": "AggregateFunction(uniq, UInt64)",  # of cityHash64(person)
+    "visitors": f"AggregateFunction({HOURLY_VISITORS}, UInt64)",
     "views": "SimpleAggregateFunction(sum, UInt64)",
     "sessions": "SimpleAggregateFunction(sum, UInt64)",
     "bounces": "SimpleAggregateFunction(sum, UInt64)",
@@ -164,6 +185,7 @@ _METRIC_TYPES = {
 # (no visitor states, so a fraction of the size) is a cheap projection of it.
 TABLE_METRICS = {
     STATS: ("visitors", "views", "sessions", "bounces", "total_duration_us"),
+    DAILY_STATS: ("visitors", "views", "sessions", "bounces", "total_duration_us"),
     BOUNCES: ("views", "sessions", "bounces", "total_duration_us"),
 }
 _STATS_METRICS = tuple((name, _METRIC_TYPES[name]) for name in TABLE_METRICS[STATS])
@@ -173,6 +195,32 @@ _STATS_COMMENT = (
     "instant) and dimension value"
 )
 _BOUNCES_COMMENT = "Views, sessions, bounces and total duration per team, hour and dimension value"
+_DAILY_METRICS = (
+    ("visitors", f"AggregateFunction({DAILY_VISITORS}, UInt64)"),
+    *_STATS_METRICS[1:],
+)
+_DAILY_COMMENT = (
+    "Visitors, views, sessions, bounces and duration per team, team-local day, dimension value "
+    "and segment (the part of the local day whose hours start in one UTC day)"
+)
+
+
+def _daily(name: str, comment: str) -> Table:
+    """The day grain: one row per team, local ``day``, dimension, value and segment, where
+    ``period_bucket`` is the UTC midnight of the day that holds the segment's hour buckets,
+    so each row belongs to the same UTC partition as the hourly rows it sums."""
+    return Table(
+        name=name,
+        columns=(*_PRE_AGGREGATED_KEY[:2], ("day", "Date"), *_PRE_AGGREGATED_KEY[2:])
+        + _DAILY_METRICS,
+        engine="AggregatingMergeTree",
+        partition_by="toDate(period_bucket)",
+        order_by="(team_id, dimension, day, period_bucket, value)",
+        sharding_key="team_id",
+        comment=comment,
+        settings="index_granularity = 256",
+    )
+
 
 TABLES: tuple[Table, ...] = (
     Table(
@@ -216,6 +264,8 @@ TABLES: tuple[Table, ...] = (
     ),
     _pre_aggregated(STATS, _STATS_METRICS, _STATS_COMMENT),
     _pre_aggregated(STATS + STAGING_SUFFIX, _STATS_METRICS, "Staging for " + STATS),
+    _daily(DAILY_STATS, _DAILY_COMMENT),
+    _daily(DAILY_STATS + STAGING_SUFFIX, "Staging for " + DAILY_STATS),
     _pre_aggregated(BOUNCES, _BOUNCES_METRICS, _BOUNCES_COMMENT),
     _pre_aggregated(BOUNCES + STAGING_SUFFIX, _BOUNCES_METRICS, "Staging for " + BOUNCES),
     Table(

@@ -30,6 +30,16 @@ def bucket_expression(timezone_count: int, column: str = "start") -> str:
     return f"toDateTime({expression}, 'UTC')"
 
 
+def local_day_expression(timezone_count: int, column: str = "start") -> str:
+    """The team-local date of ``column``, each team's timezone picked as in
+    ``bucket_expression``."""
+    branches = [
+        f"tz_index = {i}, toDate({column}, {{tz{i}:String}})" for i in range(1, timezone_count)
+    ]
+    fallback = f"toDate({column}, {{tz0:String}})"
+    return f"multiIf({', '.join(branches)}, {fallback})" if branches else fallback
+
+
 def team_timezone_parameters(team_timezones: dict[int, str]) -> tuple[int, dict[str, object]]:
     """Bound parameters mapping each team to the index of its timezone."""
     timezones = sorted(set(team_timezones.values())) or ["UTC"]
@@ -41,7 +51,7 @@ def team_timezone_parameters(team_timezones: dict[int, str]) -> tuple[int, dict[
     return len(timezones), parameters
 
 
-def sessions_query(timezone_count: int, events_table: str) -> str:
+def sessions_query(timezone_count: int, events_table: str, narrow: bool = False) -> str:
     """SELECT of one row per session with at least one pageview, for the teams in
     ``{team_ids}`` and hour buckets in ``[{bucket_from}, {bucket_to})``.
 
@@ -51,12 +61,28 @@ def sessions_query(timezone_count: int, events_table: str) -> str:
     are read from a day before ``bucket_from`` (to find each session's true start) to a day
     and an hour after ``bucket_to`` (to see each session to its end). The result has the
     columns the aggregation and the raw queries group.
+
+    ``narrow`` reads, in those two days around the range, only the events of sessions that
+    have an event inside it (every session that starts there does): the same rows, cheaper
+    for a short range, dearer for a long one, whose session ids fill a large set.
     """
     bucket = bucket_expression(timezone_count)
+    in_range = (
+        f"""
+      AND session_id IN (
+        SELECT session_id FROM {events_table}
+        WHERE team_id IN {{team_ids:Array(UInt64)}}
+          AND timestamp >= {{bucket_from:DateTime64(6, 'UTC')}}
+          AND timestamp < {{bucket_to:DateTime64(6, 'UTC')}} + INTERVAL 1 HOUR
+      )"""
+        if narrow
+        else ""
+    )
     return f"""
 SELECT
     team_id,
     {bucket} AS period_bucket,
+    {local_day_expression(timezone_count)} AS local_day,
     person,
     pageviews,
     toUInt8(pageviews = 1 AND autocaptures = 0
@@ -96,7 +122,7 @@ FROM
       AND timestamp >= {{bucket_from:DateTime64(6, 'UTC')}} - INTERVAL 1 DAY
       AND timestamp < {{bucket_to:DateTime64(6, 'UTC')}} + INTERVAL 25 HOUR
       AND session_id != ''
-      AND cityHash64(session_id) % {{session_shards:UInt32}} = {{session_shard:UInt32}}
+      AND cityHash64(session_id) % {{session_shards:UInt32}} = {{session_shard:UInt32}}{in_range}
     GROUP BY team_id, cityHash64(session_id)
     HAVING pageviews > 0
        AND start >= {{bucket_from:DateTime64(6, 'UTC')}}
@@ -105,6 +131,31 @@ FROM
 WHERE period_bucket >= {{bucket_from:DateTime64(6, 'UTC')}}
   AND period_bucket < {{bucket_to:DateTime64(6, 'UTC')}}
 """
+
+
+# The columns of ``sessions_query``, and their types.
+SESSION_COLUMNS = (
+    ("team_id", "UInt64"),
+    ("period_bucket", "DateTime('UTC')"),
+    ("local_day", "Date"),
+    ("person", "String"),
+    ("pageviews", "UInt64"),
+    ("is_bounce", "UInt8"),
+    ("duration_us", "UInt64"),
+    ("path_names", "Array(String)"),
+    ("path_views", "Array(UInt64)"),
+    ("entry_pathname", "String"),
+    ("exit_pathname", "String"),
+    ("host", "String"),
+    ("referring_domain", "String"),
+    ("utm_source", "String"),
+    ("utm_medium", "String"),
+    ("utm_campaign", "String"),
+    ("device_type", "String"),
+    ("browser", "String"),
+    ("os", "String"),
+    ("country_code", "String"),
+)
 
 
 def sessions_parameters(
