@@ -364,6 +364,28 @@ class Warehouse:
                 session, team, by, date_from, date_to, source, limit, self.cluster, now
             )
 
+    def timeseries(
+        self,
+        team_id: int,
+        date_from: date,
+        date_to: date,
+        interval: str = "day",
+        source: str = "auto",
+    ) -> dashboard.Timeseries:
+        """Visitors, views, sessions, bounce rate and average duration per local day
+        (``interval="day"``) or local hour (``"hour"``): a list of ``Point`` with a
+        ``.freshness``, read from ``source`` as in ``overview``."""
+        validation.team_id(team_id)
+        validation.date_range(date_from, date_to)
+        validation.one_of(interval, dashboard.INTERVALS, "interval")
+        validation.one_of(source, dashboard.SOURCES, "source")
+        now = datetime.now(UTC)
+        with self.session() as session:
+            team = teams.team(session, team_id)
+            return dashboard.timeseries(
+                session, team, date_from, date_to, interval, source, self.cluster, now
+            )
+
 
 def connect(url: str | None = None, lock_timeout: float | None = None) -> Warehouse:
     """A warehouse for ``url``; ``None`` means ``WEB_ANALYTICS_URL`` or ``./.data/clickhouse``.
