@@ -67,7 +67,8 @@ def summary(report: GapReport) -> str:
 
 def _team_days(counts: dict[DayState, int]) -> str:
     states = ", ".join(f"{n:,} {state.value}" for state, n in counts.items())
-    return f"{sum(counts.values()):,} team-days: {states}"
+    total = sum(counts.values())
+    return f"{total:,} team-day{'' if total == 1 else 's'}: {states}"
 
 
 def counts_table(counts: dict[str, dict[DayState, int]]) -> str:
