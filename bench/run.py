@@ -16,10 +16,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import web_analytics
@@ -31,12 +34,16 @@ from web_analytics.warehouse.schema import (
     ALL,
     BACKFILL_STATUS,
     BREAKDOWN_DIMENSIONS,
+    DAILY_STATS,
+    DAILY_VISITORS,
     EVENTS,
     PRE_AGGREGATED_TABLES,
     SOURCE_DAY_SUMMARY,
     STAGING_SUFFIX,
     STATS,
     TEAMS,
+    WRITTEN_TABLES,
+    with_combinator,
 )
 from web_analytics.warehouse.settings import resolve_settings
 
@@ -166,11 +173,10 @@ def aggregation_steps(
     warehouse: web_analytics.Warehouse, session: Session, first: date, last: date
 ) -> tuple[float, float]:
     """Seconds of the two steps of ``aggregate`` over ``[first, last]``, timed apart: the
-    sessions of each pass into a Memory table, then the dimension rows grouped from it and
-    written into the stats staging table (what ``aggregate`` does in one statement per
-    pass). Either step alone against the floor bounds ``aggregation_vs_floor`` whatever is
-    done to the other."""
-    staging = STATS + STAGING_SUFFIX
+    sessions of each pass into a Memory table, then the dimension rows of both grains grouped
+    from it and written into their staging tables (as ``aggregate`` does). Either step alone
+    against the floor bounds ``aggregation_vs_floor`` whatever is done to the other."""
+    staging = {table: table + STAGING_SUFFIX for table in (STATS, DAILY_STATS)}
     settings = {**resolve_settings(), **aggregation.UNIQUE_ROWS_INSERT}
     sessions_seconds = rows_seconds = 0.0
     for sessions, parameters in aggregation.pass_sessions(
@@ -189,16 +195,23 @@ def aggregation_steps(
         )
         sessions_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        session.command(aggregation.stats_insert_sql(staging, "bench_sessions"), settings=settings)
+        session.command(
+            aggregation.stats_insert_sql(staging[STATS], "bench_sessions"), settings=settings
+        )
+        session.command(
+            aggregation.daily_stats_insert_sql(staging[DAILY_STATS], "bench_sessions"),
+            settings=settings,
+        )
         rows_seconds += time.perf_counter() - started
     session.command("DROP TABLE bench_sessions")
-    session.command(f"TRUNCATE TABLE {staging}")
+    for table in staging.values():
+        session.command(f"TRUNCATE TABLE {table}")
     return sessions_seconds, rows_seconds
 
 
-# The least a dashboard query can do with the stats rows it reads: count them, or decode
+# The least a dashboard query can do with the day-grain rows it reads: count them, or decode
 # their visitor states once (each must be read to report visitors, whatever the grouping).
-ROWS_READ = {"rows": "count()", "states": "uniqMerge(visitors)"}
+ROWS_READ = {"rows": "count()", "states": f"{with_combinator(DAILY_VISITORS, 'Merge')}(visitors)"}
 
 
 def rows_read(
@@ -209,17 +222,125 @@ def rows_read(
     first: date,
     last: date,
 ) -> object:
-    """``ROWS_READ[what]`` over the stats rows a dashboard query of ``dimension`` reads."""
-    bucket_from, bucket_to = dashboard.local_bucket_range(team.timezone, first, last)
+    """``ROWS_READ[what]`` over the day-grain rows a dashboard query of ``dimension`` reads."""
     return session.query(
-        f"SELECT {ROWS_READ[what]} FROM {STATS} WHERE {dashboard.PREAGGREGATED_FILTER}",
-        {
-            "team_id": team.team_id,
-            "dimension": dimension,
-            "bucket_from": bucket_from,
-            "bucket_to": bucket_to,
-        },
+        f"SELECT {ROWS_READ[what]} FROM {DAILY_STATS} WHERE {dashboard.DAILY_FILTER}",
+        {"team_id": team.team_id, "dimension": dimension, "date_from": first, "date_to": last},
     )
+
+
+def visitors_errors(
+    warehouse: web_analytics.Warehouse, team: web_analytics.Team, first: date, last: date
+) -> dict[str, float]:
+    """How far the day grain's visitors are from the exact count (``uniqExact`` over raw
+    sessions), in percent: for the overview, and the largest error over the top 100 paths."""
+
+    def error(value: int, exact: int) -> float:
+        return 100 * abs(value - exact) / max(exact, 1)
+
+    overview = {
+        source: warehouse.overview(team.team_id, first, last, source=source)
+        for source in ("preaggregated", "raw")
+    }
+    paths = {
+        source: {
+            row.value: row.visitors
+            for row in warehouse.breakdown(team.team_id, "pathname", first, last, source, 100)
+        }
+        for source in ("preaggregated", "raw")
+    }
+    return {
+        "day_grain_overview_visitors_error_pct": error(
+            overview["preaggregated"].visitors, overview["raw"].visitors
+        ),
+        "day_grain_top_paths_max_visitors_error_pct": max(
+            error(paths["preaggregated"].get(path, 0), exact)
+            for path, exact in paths["raw"].items()
+        ),
+        "day_grain_top_paths_checked": len(paths["raw"]),
+    }
+
+
+@contextmanager
+def hourly_grain_only() -> Iterator[None]:
+    """``aggregate`` as it ran before the day grain: each pass's hourly rows straight from its
+    sessions, nothing else (the day grain's partitions are dropped by the swap)."""
+
+    def hourly_only(
+        session: Session,
+        sessions: str,
+        parameters: dict[str, Any],
+        staging: Mapping[str, str],
+        settings: dict[str, Any],
+        cluster: str | None,
+    ) -> None:
+        sql = aggregation.stats_insert_sql(staging[STATS], f"({sessions})")
+        session.command(sql, parameters, settings=settings)
+
+    both_grains = aggregation.insert_both_grains
+    aggregation.insert_both_grains = hourly_only
+    try:
+        yield
+    finally:
+        aggregation.insert_both_grains = both_grains
+
+
+def day_grain_write_overhead(
+    warehouse: web_analytics.Warehouse, first: date, last: date, repeats: int
+) -> dict[str, float]:
+    """The 30-day ``aggregate`` with the day grain against the same run without it, side by
+    side; the last run writes both grains again."""
+
+    def without() -> None:
+        with hourly_grain_only():
+            warehouse.aggregate(first, last)
+
+    without_seconds, with_seconds = side_by_side(
+        without, lambda: warehouse.aggregate(first, last), repeats=repeats
+    )
+    return {
+        "aggregation_hourly_only_seconds": without_seconds,
+        "aggregation_both_grains_seconds": with_seconds,
+        "daily_grain_write_overhead": with_seconds / without_seconds,
+    }
+
+
+def largest_team(warehouse: web_analytics.Warehouse) -> web_analytics.Team:
+    biggest = max(warehouse.summary().events_per_team.items(), key=lambda kv: kv[1])[0]
+    return warehouse.team(biggest)
+
+
+def dashboard_reads(
+    warehouse: web_analytics.Warehouse,
+    session: Session,
+    team: web_analytics.Team,
+    local_first: date,
+    local_last: date,
+    repeats: int,
+) -> dict[str, float]:
+    """The overview and the pathname breakdown of ``team`` over its local dates, pre-aggregated
+    (the day grain) against raw, side by side; the bare reads of their rows as bounds; and
+    the day grain's visitors error. ``session`` is held open around the reads, as a dashboard
+    server keeps its store open."""
+    figures: dict[str, float] = {}
+    for name, by in (("overview", None), ("pathname", "pathname")):
+
+        def read(source: str, by: str | None = by) -> object:
+            if by is None:
+                return warehouse.overview(team.team_id, local_first, local_last, source=source)
+            return warehouse.breakdown(team.team_id, by, local_first, local_last, source=source)
+
+        pre, raw = side_by_side(
+            lambda: read("preaggregated"), lambda: read("raw"), repeats=2 * repeats
+        )
+        figures |= {f"{name}_ms": pre * 1000, f"{name}_raw_ms": raw * 1000}
+        figures[f"{name}_speedup"] = raw / pre
+        for what in ROWS_READ:
+            bare = partial(rows_read, session, what, team, by or ALL, local_first, local_last)
+            seconds = median_time(bare, 2 * repeats)
+            figures[f"{name}_{what}_ms"] = seconds * 1000
+            figures[f"{name}_{what}_speedup"] = raw / seconds
+    return figures | visitors_errors(warehouse, team, local_first, local_last)
 
 
 def auto_reads(
@@ -500,10 +621,11 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=ROOT / ".data" / "bench")
     parser.add_argument(
         "--only",
-        choices=["auto", "sensor"],
-        help='only the figures of source="auto" (or of the sensor\'s ranges against daily runs), '
-        "on the dataset an earlier run left in --store (loaded and aggregated first if there "
-        "is none); written to bench/results/auto.json (or sensor.json)",
+        choices=["auto", "sensor", "grain"],
+        help='only the figures of source="auto" (or of the sensor\'s ranges against daily runs, '
+        "or of the day grain: dashboard speedups, visitors error, write overhead), on the "
+        "dataset an earlier run left in --store (loaded and aggregated first if there is "
+        "none); written to bench/results/auto.json (or sensor.json, grain.json)",
     )
     args = parser.parse_args()
     url = f"chdb://{args.store.absolute() / 'events'}"
@@ -513,6 +635,9 @@ def main() -> None:
         return
     if args.only == "sensor":
         sensor_only(args, url, first_day)
+        return
+    if args.only == "grain":
+        grain_only(args, url, first_day)
         return
     shutil.rmtree(args.store, ignore_errors=True)
     figures: dict[str, object] = {}
@@ -564,46 +689,16 @@ def main() -> None:
             growth[int(count)] = median_time(lambda f=first: warehouse.aggregate(f, LAST_DAY), 1)
         figures["growth"] = {**growth, events: aggregation_seconds}
 
+        figures |= day_grain_write_overhead(
+            warehouse, first_day, LAST_DAY, repeats=max(2, args.repeats // 2)
+        )
+
         # Dashboards are timed on merged tables, as a server's background merges leave them
         # minutes after a write; the events were merged after loading.
-        settle(session, PRE_AGGREGATED_TABLES)
-        biggest = max(warehouse.summary().events_per_team.items(), key=lambda kv: kv[1])[0]
-        team = warehouse.team(biggest)
+        settle(session, WRITTEN_TABLES)
+        team = largest_team(warehouse)
         local_first, local_last = first_day + timedelta(days=1), LAST_DAY - timedelta(days=1)
-        pre, raw = side_by_side(
-            lambda: warehouse.overview(
-                team.team_id, local_first, local_last, source="preaggregated"
-            ),
-            lambda: warehouse.overview(team.team_id, local_first, local_last, source="raw"),
-            repeats=2 * args.repeats,
-        )
-        figures |= {"overview_ms": pre * 1000, "overview_raw_ms": raw * 1000}
-        figures["overview_speedup"] = raw / pre
-        for what in ROWS_READ:
-            seconds = median_time(
-                lambda w=what: rows_read(session, w, team, ALL, local_first, local_last),
-                2 * args.repeats,
-            )
-            figures[f"overview_{what}_ms"] = seconds * 1000
-            figures[f"overview_{what}_speedup"] = raw / seconds
-        pre, raw = side_by_side(
-            lambda: warehouse.breakdown(
-                team.team_id, "pathname", local_first, local_last, source="preaggregated"
-            ),
-            lambda: warehouse.breakdown(
-                team.team_id, "pathname", local_first, local_last, source="raw"
-            ),
-            repeats=2 * args.repeats,
-        )
-        figures |= {"pathname_ms": pre * 1000, "pathname_raw_ms": raw * 1000}
-        figures["pathname_speedup"] = raw / pre
-        for what in ROWS_READ:
-            seconds = median_time(
-                lambda w=what: rows_read(session, w, team, "pathname", local_first, local_last),
-                2 * args.repeats,
-            )
-            figures[f"pathname_{what}_ms"] = seconds * 1000
-            figures[f"pathname_{what}_speedup"] = raw / seconds
+        figures |= dashboard_reads(warehouse, session, team, local_first, local_last, args.repeats)
         figures |= auto_reads(warehouse, team, local_first, local_last, 2 * args.repeats)
 
     week_first = LAST_DAY - timedelta(days=6)
@@ -659,9 +754,8 @@ def auto_only(args: argparse.Namespace, url: str, first_day: date) -> None:
         report = warehouse.find_gaps(days_back=args.days, today=LAST_DAY + timedelta(days=1))
         for day in report.needing_backfill:
             warehouse.aggregate(day, day)
-        settle(session, PRE_AGGREGATED_TABLES)
-        biggest = max(warehouse.summary().events_per_team.items(), key=lambda kv: kv[1])[0]
-        team = warehouse.team(biggest)
+        settle(session, WRITTEN_TABLES)
+        team = largest_team(warehouse)
         figures = auto_reads(
             warehouse,
             team,
@@ -679,6 +773,33 @@ def auto_only(args: argparse.Namespace, url: str, first_day: date) -> None:
     bound = "auto_stale_today_raw_part_speedup"
     print(f"{BOUNDS[bound]:<44} {result[bound]:>10.2f}")
     print(f"(total {result['total_seconds']:.0f} s; written to bench/results/auto.json)")
+
+
+def grain_only(args: argparse.Namespace, url: str, first_day: date) -> None:
+    """The day grain's figures alone, on the benchmark's dataset: its write overhead, then
+    the dashboard reads on merged tables."""
+    started = time.perf_counter()
+    if not (args.store / "events").exists():
+        load_dataset(url, args.events, args.teams, args.days)
+    warehouse = web_analytics.connect(url)
+    with warehouse.session() as session:
+        figures = day_grain_write_overhead(
+            warehouse, first_day, LAST_DAY, repeats=max(2, args.repeats // 2)
+        )
+        settle(session, WRITTEN_TABLES)
+        local_first, local_last = first_day + timedelta(days=1), LAST_DAY - timedelta(days=1)
+        team = largest_team(warehouse)
+        figures |= dashboard_reads(warehouse, session, team, local_first, local_last, args.repeats)
+    result = {
+        **run_description(warehouse.summary().events, args, started),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "grain.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_targets(result)
+    for key in ("overview_states_speedup", "pathname_states_speedup"):
+        print(f"{BOUNDS[key]:<44} {result[key]:>10.2f}")
+    print(f"(total {result['total_seconds']:.0f} s; written to bench/results/grain.json)")
 
 
 def sensor_only(args: argparse.Namespace, url: str, first_day: date) -> None:
@@ -715,6 +836,21 @@ TARGETS = {
         ">= 1.7x",
         lambda v: v >= 1.7,
     ),
+    "daily_grain_write_overhead": (
+        "30-day aggregate, both grains vs hourly only",
+        "<= 1.25x",
+        lambda v: v <= 1.25,
+    ),
+    "day_grain_overview_visitors_error_pct": (
+        "day grain overview visitors error (%)",
+        "<= 1",
+        lambda v: v <= 1,
+    ),
+    "day_grain_top_paths_max_visitors_error_pct": (
+        "day grain top-100 paths max visitors error (%)",
+        "<= 1",
+        lambda v: v <= 1,
+    ),
     "dagster_overhead": ("7-day materialization vs direct", "<= 1.3x", lambda v: v <= 1.3),
     "gap_detection_seconds": ("gap detection, 1,000 teams x 365 days", "< 1 s", lambda v: v < 1),
     "gap_detection_vs_posthog_speedup": (
@@ -729,9 +865,9 @@ TARGETS = {
 BOUNDS = {
     "auto_stale_today_raw_part_speedup": "  raw 30 days / its stale day and today raw",
     "overview_rows_speedup": "  raw overview / counting its rows",
-    "overview_states_speedup": "  raw overview / decoding its visitor states",
+    "overview_states_speedup": "  raw overview / merging its visitor states",
     "pathname_rows_speedup": "  raw pathname breakdown / counting its rows",
-    "pathname_states_speedup": "  raw pathname / decoding its visitor states",
+    "pathname_states_speedup": "  raw pathname / merging its visitor states",
     "sessions_step_vs_floor": "  sessions step alone / floor",
     "rows_step_vs_floor": "  dimension rows step alone / floor",
 }
