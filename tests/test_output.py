@@ -7,6 +7,7 @@ days of a range run without their own materialization and check result."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -307,3 +308,22 @@ def test_the_demo_prints_its_narrative_and_leaves_every_partition_materialized(
         for table in PRE_AGGREGATED_TABLES:
             # 100 % of the partitions the UI shows, where it showed 2 %.
             assert instance.get_materialized_partitions(dg.AssetKey(table)) == set(keys)
+
+
+def test_tasks_commands_apply_the_demos_store_and_start_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("tasks", ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    demo_file = tmp_path / "demo.env"
+    monkeypatch.setattr(tasks, "DEMO_ENVIRONMENT", demo_file)
+    demo = {"WEB_ANALYTICS_URL": "chdb:///demo", "WEB_ANALYTICS_START_DATE": "2026-11-02"}
+
+    assert tasks._demo_environment({}) == {}  # no demo ran
+    demo_file.write_text("# comment\n" + "".join(f"{k}={v}\n" for k, v in demo.items()))
+    assert tasks._demo_environment({}) == demo
+    assert tasks._demo_environment({"WEB_ANALYTICS_URL": "chdb:///demo"}) == demo
+    assert tasks._demo_environment({"WEB_ANALYTICS_URL": "chdb:///mine"}) == {}
+    assert tasks._demo_environment({"WEB_ANALYTICS_START_DATE": "2024-01-01"}) == {}
