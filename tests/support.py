@@ -7,11 +7,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic, sleep
 from typing import IO, Any
 
 import dagster as dg
@@ -254,3 +259,58 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+
+
+# --- the Dagster webserver ---------------------------------------------------------------------
+
+DEFINITIONS_MODULE = "web_analytics.definitions"  # also the code location's name in the UI
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_webserver(env: dict[str, str], port: int, log: IO[str]) -> subprocess.Popen[bytes]:
+    """``dagster-webserver`` on 127.0.0.1:``port`` serving the project's definitions, in its own
+    process group (its code server joins it), writing to ``log``."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("dagster-webserver")),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            DEFINITIONS_MODULE,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+    """Return once ``url`` answers 200; fail if ``process`` (its server) exits or ``seconds``
+    pass first."""
+    deadline = monotonic() + seconds
+    while monotonic() < deadline:
+        assert process.poll() is None, f"the server of {url} exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def stop_groups(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """``stop_group`` for each process at the same time: each takes seconds to shut down."""
+    with ThreadPoolExecutor(max_workers=max(len(processes), 1)) as pool:
+        list(pool.map(stop_group, processes))
