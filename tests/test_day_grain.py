@@ -240,3 +240,31 @@ def test_day_grain_visitors_stay_within_one_percent_of_exact(
     for first, last, exact in ((D10, D10, 30_000), (D11, D11, 30_000), (D10, D11, 40_000)):
         visitors = warehouse.overview(KATHMANDU, first, last, source="preaggregated").visitors
         assert abs(visitors - exact) <= 0.01 * exact
+
+
+def test_a_day_without_its_day_grain_is_missing_and_read_raw(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A store whose days were computed before the day grain existed (here: its partition of
+    UTC 03-10 dropped): the stats day counts as missing, so the backfill recomputes it, and
+    dashboards read the local dates it touches from raw events meanwhile."""
+    warehouse = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp('upgrade') / 'store'}")
+    warehouse.ensure_schema()
+    with warehouse.session() as session:
+        for team, zone in ZONES.items():
+            warehouse.upsert_team(team, zone)
+        warehouse.insert_events(_events())
+        warehouse.aggregate(D09, D11)
+        session.command(f"ALTER TABLE {DAILY_STATS} DROP PARTITION ID '20240310'")
+        report = warehouse.find_gaps(days_back=3, today=D12)
+        overview = warehouse.overview(MARQUESAS, D10, D11)
+    assert report.needing_backfill == [D10]
+    assert {(s.team_id, s.table) for s in report.by_state("missing")} == {
+        (KATHMANDU, STATS),
+        (MARQUESAS, STATS),
+    }
+    assert overview == TWO_DAYS[MARQUESAS]
+    assert overview.freshness is not None
+    # Marquesas 03-10 has hours in UTC 03-10 (M1 M2); 03-11 lies wholly in UTC 03-11.
+    assert overview.freshness.preaggregated == (D11,)
+    assert list(overview.freshness.raw) == [D10]

@@ -23,9 +23,11 @@ from web_analytics.warehouse.schema import (
     ALL,
     BACKFILL_STATUS,
     COVERAGE,
+    GRAIN_OWNERS,
     PRE_AGGREGATED_TABLES,
     SOURCE_DAY_SUMMARY,
     TEAMS,
+    WRITTEN_TABLES,
 )
 from web_analytics.warehouse.source_summary import (
     SOURCE_DAY_TOTALS,
@@ -230,9 +232,17 @@ checks AS
 ),
 partitions AS
 (
-    SELECT DISTINCT table, toDate(parseDateTime(partition_id, '%Y%m%d')) AS day
-    FROM system.parts
-    WHERE active AND database = currentDatabase() AND table IN {{tables:Array(String)}}
+    -- a table's day is there if the partitions of all its grains are
+    SELECT transform(grain, {{grains:Array(String)}}, {{grain_owners:Array(String)}}, grain)
+        AS table, day
+    FROM
+    (
+        SELECT DISTINCT table AS grain, toDate(parseDateTime(partition_id, '%Y%m%d')) AS day
+        FROM system.parts
+        WHERE active AND database = currentDatabase() AND table IN {{written:Array(String)}}
+    )
+    GROUP BY table, day
+    HAVING count() = 1 + countEqual({{grain_owners:Array(String)}}, table)
 )
 SELECT attempts.table, attempts.day, last_status, last_run_id, recorded_run_id, current.total,
     computed AND ({{trust_records:Bool}} OR partitions.day = attempts.day) AS written,
@@ -250,8 +260,14 @@ LEFT JOIN partitions ON partitions.table = attempts.table AND partitions.day = a
 LEFT JOIN checks ON checks.table = attempts.table AND checks.day = attempts.day
 SETTINGS join_use_nulls = 0
 """
-# A written day whose partition is gone (dropped by hand) counts as missing again; on a
-# cluster the parts live on other nodes, so the status records are trusted there.
+# A written day whose partition is gone (dropped by hand, or a day grain never written: days
+# computed before it existed) counts as missing again; on a cluster the parts live on other
+# nodes, so the status records are trusted there.
+_GRAIN_PARAMETERS = {
+    "written": list(WRITTEN_TABLES),
+    "grains": list(GRAIN_OWNERS),
+    "grain_owners": list(GRAIN_OWNERS.values()),
+}
 
 # A day's code per table, from _DAYS: 'r' an attempt in flight; 'c' unchanged; 'x' written
 # but changed ('X' when the latest attempt then failed or died); 'f' not written and the
@@ -350,6 +366,7 @@ def detect(
         "first_day": first_day,
         "last_day": last_day,
         "tables": list(PRE_AGGREGATED_TABLES),
+        **_GRAIN_PARAMETERS,
         "trust_records": cluster is not None,
         "day_count": day_count,
         "running_since": now - max_runtime,
@@ -528,7 +545,8 @@ SELECT day,
     argMaxIf(team_inaccurate, at, part = 'check')
         AND maxIf(at, part = 'check') > maxIf(at, part = 'attempt' AND status = 'succeeded')
         AS inaccurate,
-    countIf(part = 'partition') > 0 AS partition_exists
+    uniqExactIf(status, part = 'partition')
+        = 1 + countEqual({{grain_owners:Array(String)}}, {{table:String}}) AS partition_exists
 FROM
 (
     SELECT 'source' AS part, day, toUInt64(pageviews) AS pageviews,
@@ -551,10 +569,13 @@ FROM
     FROM {ACCURACY_CHECKS}
     WHERE table = {{table:String}} AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
     UNION ALL
+    -- the grain's name in place of a status: the day is there if all its grains are
     SELECT DISTINCT 'partition', toDate(parseDateTime(partition_id, '%Y%m%d')) AS day, 0, 0,
-        '', (toDateTime64(0, 6, 'UTC'), toDateTime64(0, 6, 'UTC')), false, false, false
+        table, (toDateTime64(0, 6, 'UTC'), toDateTime64(0, 6, 'UTC')), false, false, false
     FROM system.parts
-    WHERE active AND database = currentDatabase() AND table = {{table:String}}
+    WHERE active AND database = currentDatabase()
+      AND transform(table, {{grains:Array(String)}}, {{grain_owners:Array(String)}}, table)
+          = {{table:String}}
       AND day BETWEEN {{first_day:Date}} AND {{last_day:Date}}
 )
 GROUP BY day
@@ -575,7 +596,13 @@ def team_days(
     last_day]``, in one query: what a dashboard read needs to know before it reads (a test
     keeps the two equal). A disabled team's days are read as any other's, where ``detect``
     leaves disabled teams out."""
-    parameters = {"team_id": team_id, "table": table, "first_day": first_day, "last_day": last_day}
+    parameters = {
+        "team_id": team_id,
+        "table": table,
+        "first_day": first_day,
+        "last_day": last_day,
+        **_GRAIN_PARAMETERS,
+    }
     running_since = now - max_runtime
     states = dict.fromkeys(
         (first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)),

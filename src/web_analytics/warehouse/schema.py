@@ -32,6 +32,8 @@ LOAD_HELD = "events_load_held"
 PRE_AGGREGATED_TABLES = (STATS, BOUNCES)
 # ...and every table one aggregation writes and swaps in per UTC day.
 WRITTEN_TABLES = (STATS, DAILY_STATS, BOUNCES)
+# The other grains of a table: a day of the owner is written only if theirs is too.
+GRAIN_OWNERS = {DAILY_STATS: STATS}
 # Session-local table of one aggregation pass's sessions, which both grains group.
 PASS_SESSIONS = "aggregation_pass_sessions"
 
