@@ -261,6 +261,27 @@ def _narrate(
             f"{known.team_id:>4}  {known.timezone:<20} {o.visitors:>9,} {o.views:>9,} "
             f"{o.sessions:>9,} {duration:>8} {bounce:>7}  {where}"
         )
+    _print_daily_series(warehouse, warehouse.teams()[0], date_from, last_day)
+
+
+def _print_daily_series(
+    warehouse: web_analytics.Warehouse, team: web_analytics.Team, date_from: date, date_to: date
+) -> None:
+    """One team's days, one line each, from the day grain where complete."""
+    series = warehouse.timeseries(team.team_id, date_from, date_to, interval="day")
+    _detail(f"Team {team.team_id} per local day ({series.freshness.describe()}):")
+    _detail(
+        f"{'day':<10}  {'visitors':>9} {'views':>9} {'sessions':>9} {'avg dur':>8} {'bounce':>7}"
+    )
+    for point in series:
+        duration = (
+            f"{point.avg_session_duration:.0f} s" if point.avg_session_duration is not None else "-"
+        )
+        bounce = f"{point.bounce_rate:.1%}" if point.bounce_rate is not None else "-"
+        _detail(
+            f"{point.start.date()!s:<10}  {point.visitors:>9,} {point.views:>9,} "
+            f"{point.sessions:>9,} {duration:>8} {bounce:>7}"
+        )
 
 
 if __name__ == "__main__":
