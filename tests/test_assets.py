@@ -11,7 +11,11 @@ import pytest
 from support import FAILING_SETTINGS, pageviews, records
 
 import web_analytics
-from web_analytics.orchestration.assets import pre_aggregation_assets, web_analytics_tables
+from web_analytics.orchestration.assets import (
+    ACCURACY_CHECK,
+    pre_aggregation_assets,
+    web_analytics_tables,
+)
 from web_analytics.orchestration.resources import ClickhouseCluster
 from web_analytics.orchestration.settings import WebAnalyticsSettings
 from web_analytics.warehouse.schema import BOUNCES, PRE_AGGREGATED_TABLES, STATS
@@ -83,6 +87,33 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], An
     }
 
 
+def latest_materializations(
+    instance: dg.DagsterInstance, table: str, days: list[str]
+) -> dict[str | None, dg.EventLogRecord]:
+    """Day -> the latest materialization of that partition of ``table``."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey(table), asset_partitions=days), limit=100
+    ).records
+    latest: dict[str | None, dg.EventLogRecord] = {}
+    for record in records:  # newest first
+        latest.setdefault(record.partition_key, record)
+    return latest
+
+
+def check_statuses(instance: dg.DagsterInstance, table: str) -> dict[str, set[str]]:
+    """Status -> days of the accuracy check of ``table``, from the state the UI's Partitions tab
+    of the check reads; a day in no status shows there as missing."""
+    key = dg.AssetCheckKey(dg.AssetKey(table), ACCURACY_CHECK)
+    keys = [(key, PRE_AGGREGATED.partitions_def)]
+    state = instance.event_log_storage.get_asset_check_state(keys)[key]
+    statuses = {}
+    for status, subset in state.subsets.items():
+        assert not isinstance(subset.subset_value, bool), subset
+        if days := set(subset.subset_value.get_partition_keys()):
+            statuses[status.value] = days
+    return statuses
+
+
 def test_the_setup_asset_creates_every_table(store_url: str) -> None:
     result = dg.materialize(
         [web_analytics_tables], resources={"clickhouse": ClickhouseCluster(url=store_url)}
@@ -143,6 +174,60 @@ def test_a_partition_range_is_one_run_with_a_materialization_per_day(
     for table in PRE_AGGREGATED_TABLES:
         latest = instance.get_latest_materialization_event(dg.AssetKey(table))
         assert latest is not None and latest.run_id == result.run_id
+
+
+@pytest.mark.parametrize(
+    ("run", "days"),
+    [
+        pytest.param(
+            {"tags": {RANGE_START: "2024-01-01", RANGE_END: "2024-01-03"}},
+            ["2024-01-01", "2024-01-02", "2024-01-03"],
+            id="range run",
+        ),
+        pytest.param({"partition_key": "2024-01-02"}, ["2024-01-02"], id="one day"),
+    ],
+)
+def test_each_days_check_targets_that_days_materialization_and_shows_passed(
+    loaded: web_analytics.Warehouse,
+    clickhouse: ClickhouseCluster,
+    instance: dg.DagsterInstance,
+    run: dict[str, Any],
+    days: list[str],
+) -> None:
+    result = materialize(clickhouse, instance, **run)
+
+    evaluations = checks(result)
+    for table in PRE_AGGREGATED_TABLES:
+        latest = latest_materializations(instance, table, days)
+        assert set(latest) == set(days)
+        for day in days:
+            target = evaluations[(table, day)].target_materialization_data
+            assert target is not None, (table, day)
+            assert (target.storage_id, target.run_id) == (latest[day].storage_id, result.run_id)
+        # The check's Partitions tab: the run's days passed, the other days missing.
+        assert check_statuses(instance, table) == {"SUCCEEDED": set(days)}, table
+
+
+def test_a_check_run_on_its_own_targets_the_days_latest_materialization(
+    loaded: web_analytics.Warehouse, clickhouse: ClickhouseCluster, instance: dg.DagsterInstance
+) -> None:
+    materialized_run = materialize(
+        clickhouse, instance, tags={RANGE_START: "2024-01-01", RANGE_END: "2024-01-03"}
+    )
+
+    result = run_checks(clickhouse, instance, "2024-01-02", dg.AssetSelection.all_asset_checks())
+
+    every_day = {day.isoformat() for day in DAYS}
+    for table in PRE_AGGREGATED_TABLES:
+        target = checks(result)[(table, "2024-01-02")].target_materialization_data
+        [latest] = latest_materializations(instance, table, ["2024-01-02"]).values()
+        assert target is not None and target.run_id == materialized_run.run_id
+        assert target.storage_id == latest.storage_id
+        assert check_statuses(instance, table) == {"SUCCEEDED": every_day}, table
+    # Jan 2 recomputed without its check: its last result no longer speaks for it.
+    materialize(clickhouse, instance, assets=[PRE_AGGREGATED], partition_key="2024-01-02")
+    for table in PRE_AGGREGATED_TABLES:
+        assert check_statuses(instance, table) == {"SUCCEEDED": every_day - {"2024-01-02"}}
 
 
 # Per table: the statement, and the difference the check reports (metric, table, raw).

@@ -6,6 +6,12 @@ from datetime import date
 
 import dagster as dg
 
+# Private in Dagster 1.13 (not exported by `dagster`), yet the only way to tell an
+# AssetCheckEvaluation which materialization it checked.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as CheckedMaterialization,
+)
+
 from web_analytics.orchestration.config import PreAggregationConfig
 from web_analytics.orchestration.partitions import (
     backfill_policy,
@@ -123,8 +129,35 @@ def check_output_name(key: dg.AssetCheckKey) -> str:
     return f"{key.asset_key.to_python_identifier()}_{key.name}"
 
 
-def _check_evaluation(report: AccuracyReport, day: date) -> dg.AssetCheckEvaluation:
-    """The check's outcome for one table and UTC day, recorded on that day's partition."""
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, CheckedMaterialization]:
+    """Partition -> the latest materialization of that partition of ``asset_key``, for those of
+    ``partitions`` ever materialized; two queries whatever the number of partitions."""
+    storage_ids = instance.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+    )
+    if not storage_ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key, storage_ids=list(storage_ids.values())),
+        limit=len(storage_ids),
+    ).records
+    return {
+        record.partition_key: CheckedMaterialization(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+        for record in records
+        if record.partition_key is not None
+    }
+
+
+def _check_evaluation(
+    report: AccuracyReport, day: date, checked: CheckedMaterialization | None
+) -> dg.AssetCheckEvaluation:
+    """The check's outcome for one table and UTC day, recorded on that day's partition and
+    linked to the materialization it checked: without the link the UI counts the day's check
+    as outdated, i.e. missing."""
     report = report.for_day(day)
     metadata: dict[str, dg.MetadataValue] = {
         "teams_checked": dg.MetadataValue.int(report.teams_checked),
@@ -148,6 +181,7 @@ def _check_evaluation(report: AccuracyReport, day: date) -> dg.AssetCheckEvaluat
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{report.table} against raw events on {day}",
         partition=partition_key(day),
+        target_materialization_data=checked,
     )
 
 
@@ -232,12 +266,20 @@ def pre_aggregation_assets(
     )
     def matches_raw_events(context: dg.AssetCheckExecutionContext, clickhouse: ClickhouseCluster):
         first_day, last_day = window_days(*context.partition_time_window)
-        reports = clickhouse.warehouse().check_accuracy(first_day, last_day)
         days = days_between(first_day, last_day)
+        partitions = [partition_key(day) for day in days]
+        # What Dagster does for an AssetCheckResult of one partition, for every day at once;
+        # before reading the tables, so a day rewritten meanwhile shows as not yet checked.
+        checked = {
+            table: _latest_materializations(context.instance, dg.AssetKey(table), partitions)
+            for table in PRE_AGGREGATED_TABLES
+        }
+        reports = clickhouse.warehouse().check_accuracy(first_day, last_day)
         failed = []
         for report in reports.values():
             for day in days:
-                evaluation = _check_evaluation(report, day)
+                target = checked[report.table].get(partition_key(day))
+                evaluation = _check_evaluation(report, day, target)
                 if not evaluation.passed:
                     failed.append(f"{report.table} {day}")
                 yield evaluation
