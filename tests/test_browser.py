@@ -8,6 +8,8 @@ browser download) then reads the UI as an operator would:
 
 - each pre-aggregated table's partitions page: every demo day materialized, none missing;
 - the accuracy check's execution history: a passed evaluation for every demo day, no failure;
+- the accuracy check's partitions: every demo day passed, none missing (each day's result is
+  linked to the materialization it checked);
 - the backfill sensor's page: running, with its latest tick and the tick's reason for skipping;
 - the ``show_data_gaps_job`` run's page: its gap table, with the day the late events made stale.
 
@@ -237,6 +239,17 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
+def expect_partition_counts(page: Page, total: int, counts: dict[str, int]) -> None:
+    """A partitions view selects ``total`` partitions and counts ``counts`` per status label.
+    Each count is located by its label, so a failure shows the count the page has instead."""
+    expect(page.get_by_text(re.compile(r"^[\d,]+ Partitions Selected$"))).to_have_text(
+        f"{total} Partitions Selected", timeout=UI_TIMEOUT_MS
+    )
+    for status, count in counts.items():
+        label = page.get_by_text(re.compile(rf"^{status} \([\d,]+\)$"))
+        expect(label).to_have_text(f"{status} ({count})")
+
+
 def cells(rows: Locator) -> list[list[str]]:
     """The text of each cell of each row."""
     return [[cell.strip() for cell in row.locator("td").all_inner_texts()] for row in rows.all()]
@@ -252,13 +265,7 @@ def test_partitions_page_shows_every_demo_day_materialized(
     page.goto(f"{demo_ui.url}/assets/{table}?view=partitions")
 
     total = len(demo_ui.days)
-    # Each count located by its label, so a failure shows the count the page has instead.
-    expect(page.get_by_text(re.compile(r"^[\d,]+ Partitions Selected$"))).to_have_text(
-        f"{total} Partitions Selected", timeout=UI_TIMEOUT_MS
-    )
-    for status, count in (("Materialized", total), ("Missing", 0), ("Failed", 0)):
-        label = page.get_by_text(re.compile(rf"^{status} \([\d,]+\)$"))
-        expect(label).to_have_text(f"{status} ({count})")
+    expect_partition_counts(page, total, {"Materialized": total, "Missing": 0, "Failed": 0})
     for day in (demo_ui.days[0], demo_ui.days[-1]):  # the ends of the partitions bar
         expect(page.get_by_text(str(day), exact=True).first).to_be_visible()
     screenshot(page, f"partitions-{table}")
@@ -289,6 +296,24 @@ def test_check_history_shows_a_passed_evaluation_per_day(
 
     assert {partition for _, partition in evaluations} == {str(day) for day in demo_ui.days}
     assert {result for result, _ in evaluations} == {"Passed"}, evaluations
+
+
+@pytest.mark.parametrize("table", PRE_AGGREGATED_TABLES)
+def test_check_partitions_show_every_demo_day_passed(
+    demo_ui: DemoUI, page: Page, table: str
+) -> None:
+    page.goto(f"{demo_ui.url}/assets/{table}?view=checks")
+    expect(page.get_by_text(ACCURACY_CHECK).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    # The check's own tabs, not the asset's (which has a Partitions tab too).
+    check_tabs = page.get_by_role("tablist").filter(
+        has=page.get_by_role("tab", name="Execution history")
+    )
+    check_tabs.get_by_role("tab", name="Partitions", exact=True).click()
+
+    # A day whose result is not linked to the day's materialization would count as missing.
+    total = len(demo_ui.days)
+    expect_partition_counts(page, total, {"Passed": total, "Missing": 0, "Failed": 0})
+    screenshot(page, f"check-partitions-{table}")
 
 
 def test_sensor_page_shows_it_running_with_its_last_tick(demo_ui: DemoUI, page: Page) -> None:
