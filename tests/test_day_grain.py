@@ -128,9 +128,7 @@ def test_each_local_day_has_a_row_per_utc_day_its_hours_start_in(
 def test_recomputing_one_utc_day_replaces_its_segments_only(
     store: web_analytics.Warehouse,
 ) -> None:
-    result = store.aggregate(D10, D10)
-    # UTC 03-10 holds Kathmandu's segments of 03-10 and 03-11 and Marquesas's of 03-10.
-    assert result.rows_for(DAILY_STATS)[D10] > 0
+    store.aggregate(D10, D10)
     assert _day_rows(store) == DAY_ROWS
 
 

@@ -22,6 +22,7 @@ from web_analytics.warehouse.schema import (
     EVENTS,
     HOURLY_VISITORS,
     PASS_SESSIONS,
+    PRE_AGGREGATED_TABLES,
     SESSION_DIMENSIONS,
     STAGING_SUFFIX,
     STATS,
@@ -412,7 +413,11 @@ def aggregate_range(
     return AggregationResult(
         first_day=first_day,
         last_day=last_day,
-        days=[DayResult(day, {table: rows[table][day] for table in rows}) for day in days],
+        # Rows of the tables the assets and status records know; the day grain's are its own.
+        days=[
+            DayResult(day, {table: rows[table][day] for table in PRE_AGGREGATED_TABLES})
+            for day in days
+        ],
         fingerprints={
             key: value for key, value in snapshot.fingerprints.items() if key[0] not in failed
         },
