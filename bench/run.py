@@ -589,11 +589,20 @@ def gap_detection_at_scale(url: str, teams: int, days: int, repeats: int) -> dic
                     "min_insert_block_size_rows": teams * 24 * len(dimensions),
                 },
             )
+        # The stats table's day grain: a day of the stats table is written only with it.
+        session.command(
+            f"INSERT INTO {DAILY_STATS} (team_id, period_bucket, day, dimension, value) "
+            f"SELECT DISTINCT team_id, toStartOfDay(period_bucket), toDate(period_bucket), '', '' "
+            f"FROM {STATS}",
+            settings={"max_partitions_per_insert_block": 0},
+        )
         # A year of history has long been merged by the time detection runs over it.
         settle(session, (TEAMS, SOURCE_DAY_SUMMARY, BACKFILL_STATUS))
         [(records,)] = session.query(f"SELECT count() FROM {BACKFILL_STATUS}")
         ours, posthog = side_by_side(
-            lambda: detect(session, None, first_day, today - timedelta(days=1), None),
+            lambda: detect(
+                session, None, first_day, today - timedelta(days=1), None, datetime.now(UTC)
+            ),
             lambda: session.query(
                 POSTHOG_DETECTOR, {"first_day": first_day, "last_day": today - timedelta(days=1)}
             ),
