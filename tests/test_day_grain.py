@@ -95,16 +95,21 @@ def _events() -> list[dict[str, object]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[web_analytics.Warehouse]:
-    warehouse = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp('grain') / 'store'}")
+def _aggregated(tmp_path_factory: pytest.TempPathFactory, name: str) -> web_analytics.Warehouse:
+    """A new store holding both teams' sessions, aggregated over UTC 03-09 to 03-11."""
+    warehouse = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp(name) / 'store'}")
     warehouse.ensure_schema()
     with warehouse.session():
         for team, zone in ZONES.items():
             warehouse.upsert_team(team, zone)
         assert warehouse.insert_events(_events()).rejected == []
         warehouse.aggregate(D09, D11)
-    yield warehouse
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[web_analytics.Warehouse]:
+    yield _aggregated(tmp_path_factory, "grain")
 
 
 def _day_rows(warehouse: web_analytics.Warehouse) -> dict[tuple[int, date, date], tuple[int, ...]]:
@@ -193,13 +198,8 @@ def test_a_series_refuses_an_unknown_interval(store: web_analytics.Warehouse) ->
 
 
 def test_the_accuracy_check_covers_the_day_grain(tmp_path_factory: pytest.TempPathFactory) -> None:
-    warehouse = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp('check') / 'store'}")
-    warehouse.ensure_schema()
+    warehouse = _aggregated(tmp_path_factory, "check")
     with warehouse.session() as session:
-        for team, zone in ZONES.items():
-            warehouse.upsert_team(team, zone)
-        warehouse.insert_events(_events())
-        warehouse.aggregate(D09, D11)
         assert warehouse.compare_with_raw(STATS, D09, D11).passed
         # A stray day-grain row: 5 more views in Kathmandu's 03-10 segment of UTC 03-10, whose
         # hours (K3 K4 K5) have 5 views.
@@ -246,13 +246,8 @@ def test_a_day_without_its_day_grain_is_missing_and_read_raw(
     """A store whose days were computed before the day grain existed (here: its partition of
     UTC 03-10 dropped): the stats day counts as missing, so the backfill recomputes it, and
     dashboards read the local dates it touches from raw events meanwhile."""
-    warehouse = web_analytics.connect(f"chdb://{tmp_path_factory.mktemp('upgrade') / 'store'}")
-    warehouse.ensure_schema()
+    warehouse = _aggregated(tmp_path_factory, "upgrade")
     with warehouse.session() as session:
-        for team, zone in ZONES.items():
-            warehouse.upsert_team(team, zone)
-        warehouse.insert_events(_events())
-        warehouse.aggregate(D09, D11)
         session.command(f"ALTER TABLE {DAILY_STATS} DROP PARTITION ID '20240310'")
         report = warehouse.find_gaps(days_back=3, today=D12)
         overview = warehouse.overview(MARQUESAS, D10, D11)

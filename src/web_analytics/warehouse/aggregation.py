@@ -75,40 +75,35 @@ _DIMENSION_ROWS = (
 _DIMENSION_NAMES = "[" + ", ".join(f"'{name}'" for name in _DIMENSIONS) + "]"
 
 
-def stats_insert_sql(target: str, sessions: str) -> str:
+def _rows_insert_sql(target: str, sessions: str, key: str, group_by: str, visitors: str) -> str:
     """Every metric of every dimension row of ``sessions`` (a subquery or table with the
-    columns of ``sessions_query``) per hour bucket, written into ``target`` (the stats
-    staging table)."""
+    columns of ``sessions_query``), grouped by ``group_by`` (selected as ``key``), written into
+    ``target`` with visitor states of ``visitors``."""
     return f"""
 INSERT INTO {target}
-SELECT team_id, period_bucket, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
-    {with_combinator(HOURLY_VISITORS, "State")}(cityHash64(person)) AS visitors,
+SELECT {key}, {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
+    {with_combinator(visitors, "State")}(cityHash64(person)) AS visitors,
     sum(row.3) AS views,
     count() AS sessions,
     sum(is_bounce) AS bounces,
     sum(duration_us) AS total_duration_us
 FROM {sessions}
 ARRAY JOIN {_DIMENSION_ROWS} AS row
-GROUP BY team_id, period_bucket, row.1, row.2
+GROUP BY {group_by}, row.1, row.2
 """
+
+
+def stats_insert_sql(target: str, sessions: str) -> str:
+    """The rows of ``sessions`` per hour bucket, into ``target`` (the stats staging table)."""
+    key = "team_id, period_bucket"
+    return _rows_insert_sql(target, sessions, key, key, HOURLY_VISITORS)
 
 
 def daily_stats_insert_sql(target: str, sessions: str) -> str:
     """The same rows per team-local day and segment (the UTC day of their hour buckets),
-    written into ``target`` (the day grain's staging table)."""
-    return f"""
-INSERT INTO {target}
-SELECT team_id, toDateTime(toDate(period_bucket), 'UTC') AS segment, local_day AS day,
-    {_DIMENSION_NAMES}[row.1 + 1] AS dimension, row.2 AS value,
-    {with_combinator(DAILY_VISITORS, "State")}(cityHash64(person)) AS visitors,
-    sum(row.3) AS views,
-    count() AS sessions,
-    sum(is_bounce) AS bounces,
-    sum(duration_us) AS total_duration_us
-FROM {sessions}
-ARRAY JOIN {_DIMENSION_ROWS} AS row
-GROUP BY team_id, local_day, segment, row.1, row.2
-"""
+    into ``target`` (the day grain's staging table)."""
+    key = "team_id, toDateTime(toDate(period_bucket), 'UTC') AS segment, local_day AS day"
+    return _rows_insert_sql(target, sessions, key, "team_id, local_day, segment", DAILY_VISITORS)
 
 
 def _pass_sessions_statements() -> list[str]:

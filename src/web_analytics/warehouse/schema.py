@@ -149,17 +149,25 @@ def local_name(name: str, cluster: str | None) -> str:
     return f"{name}_local" if cluster else name
 
 
-def _pre_aggregated(name: str, metrics: tuple[tuple[str, str], ...], comment: str) -> Table:
+def _pre_aggregated(
+    name: str,
+    metrics: tuple[tuple[str, str], ...],
+    comment: str,
+    key: tuple[tuple[str, str], ...] = _PRE_AGGREGATED_KEY,
+    order_by: str = "(team_id, dimension, period_bucket, value)",
+    granularity: int = 1024,
+) -> Table:
+    """A pre-aggregated table, partitioned by the UTC day of ``period_bucket``. A dashboard
+    reads a few hundred rows per day of it: small granules, less to decode."""
     return Table(
         name=name,
-        columns=_PRE_AGGREGATED_KEY + metrics,
+        columns=key + metrics,
         engine="AggregatingMergeTree",
         partition_by="toDate(period_bucket)",
-        order_by="(team_id, dimension, period_bucket, value)",
+        order_by=order_by,
         sharding_key="team_id",
         comment=comment,
-        # A dashboard reads a few hundred rows per day: small granules, less to decode.
-        settings="index_granularity = 1024",
+        settings=f"index_granularity = {granularity}",
     )
 
 
@@ -211,17 +219,9 @@ def _daily(name: str, comment: str) -> Table:
     """The day grain: one row per team, local ``day``, dimension, value and segment, where
     ``period_bucket`` is the UTC midnight of the day that holds the segment's hour buckets,
     so each row belongs to the same UTC partition as the hourly rows it sums."""
-    return Table(
-        name=name,
-        columns=(*_PRE_AGGREGATED_KEY[:2], ("day", "Date"), *_PRE_AGGREGATED_KEY[2:])
-        + _DAILY_METRICS,
-        engine="AggregatingMergeTree",
-        partition_by="toDate(period_bucket)",
-        order_by="(team_id, dimension, day, period_bucket, value)",
-        sharding_key="team_id",
-        comment=comment,
-        settings="index_granularity = 256",
-    )
+    key = (*_PRE_AGGREGATED_KEY[:2], ("day", "Date"), *_PRE_AGGREGATED_KEY[2:])
+    order_by = "(team_id, dimension, day, period_bucket, value)"
+    return _pre_aggregated(name, _DAILY_METRICS, comment, key, order_by, granularity=256)
 
 
 TABLES: tuple[Table, ...] = (
