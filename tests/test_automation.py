@@ -176,7 +176,7 @@ def test_sensor_respects_its_cap_and_skips_while_every_day_is_in_flight(
     third, skip = evaluate_sensor(defs, instance)
     assert third == []
     assert skip == (
-        "4 days need backfill: 4 already have runs queued or in progress, "
+        "4 UTC days need backfill: 4 already have runs queued or in progress, "
         "0 wait after a recent failure, 0 keep failing."
     )
 

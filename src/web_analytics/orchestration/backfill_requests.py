@@ -108,7 +108,7 @@ def backfill_requests(
     )
     if plan.failing:
         context.log.warning(
-            f"{len(plan.failing)} days failed {settings.max_failures} times in a row and are "
+            f"{len(plan.failing)} UTC days failed {settings.max_failures} times in a row and are "
             "not relaunched: "
             + ", ".join(str(day) for day in plan.failing)
             + "; fix the cause (see their runs' errors), then materialize them by hand"
@@ -116,7 +116,7 @@ def backfill_requests(
     if not plan.ranges:
         return dg.SkipReason(_nothing_to_launch(plan, report.team_ids, settings.lookback_days))
     context.log.info(
-        f"{len(plan.needing)} days need backfill; launching {plan.launched_days} in "
+        f"{len(plan.needing)} UTC days need backfill; launching {plan.launched_days} of them in "
         f"{len(plan.ranges)} runs: " + ", ".join(_describe(r) for r in plan.ranges)
     )
     return [_request(r, trigger, settings.max_runtime_seconds) for r in plan.ranges]
@@ -130,7 +130,7 @@ def _nothing_to_launch(plan: BackfillPlan, team_ids: tuple[int, ...], lookback_d
             f"({teams} enabled team{'' if teams == 1 else 's'})."
         )
     return (
-        f"{len(plan.needing)} days need backfill: {len(plan.in_flight)} already have runs "
+        f"{len(plan.needing)} UTC days need backfill: {len(plan.in_flight)} already have runs "
         f"queued or in progress, {len(plan.backing_off)} wait after a recent failure, "
         f"{len(plan.failing)} keep failing."
     )
