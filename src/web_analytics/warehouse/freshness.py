@@ -1,6 +1,7 @@
 """Where each part of a dashboard read comes from: UTC days the gap detection finds complete
-are read from the pre-aggregated stats table, every other UTC day with events from the raw
-events, and the answer says which local dates came from where, and why.
+are read from the pre-aggregated stats (their day grain, or their hours for hourly series),
+every other UTC day with events from the raw events, and the answer says which local dates
+came from where, and why.
 
 A team-local date spans parts of two UTC days in most timezones, so a read is planned in
 hour buckets: the range's buckets are split at UTC midnights and each UTC day's buckets go
@@ -81,9 +82,9 @@ class Freshness:
 @dataclass(frozen=True)
 class ReadPlan:
     """How one team's local date range is read: ``complete_days`` (UTC) from the
-    pre-aggregated stats table, the buckets of ``raw_days`` (UTC) from the raw events, as
-    ``raw_spans`` of consecutive buckets (``[start, end)``, UTC), nothing elsewhere (no
-    events)."""
+    pre-aggregated stats (day grain or hours), the buckets of ``raw_days`` (UTC) from the raw
+    events, as ``raw_spans`` of consecutive buckets (``[start, end)``, UTC), nothing elsewhere
+    (no events)."""
 
     complete_days: tuple[date, ...]
     raw_days: tuple[date, ...]
