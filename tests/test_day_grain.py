@@ -33,7 +33,7 @@ from support import visit
 import web_analytics
 from web_analytics.warehouse import dashboard
 from web_analytics.warehouse.accuracy import Discrepancy
-from web_analytics.warehouse.schema import ALL, DAILY_STATS, STATS
+from web_analytics.warehouse.schema import ALL, DAILY_STATS, STAGING_SUFFIX, STATS
 
 KATHMANDU = 1
 MARQUESAS = 2
@@ -261,3 +261,33 @@ def test_a_day_without_its_day_grain_is_missing_and_read_raw(
     # Marquesas 03-10 has hours in UTC 03-10 (M1 M2); 03-11 lies wholly in UTC 03-11.
     assert overview.freshness.preaggregated == (D11,)
     assert list(overview.freshness.raw) == [D10]
+
+
+def test_a_rebuilt_day_grain_is_recomputed_by_the_backfill(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The README's rebuild of a day grain made with other granules: both of its tables
+    dropped and created again by ``ensure_schema``. Every stats day is missing and read raw
+    until the backfill recomputes it, then read from the new table."""
+    warehouse = _aggregated(tmp_path_factory, "rebuild")
+    with warehouse.session() as session:
+        for table in (DAILY_STATS, DAILY_STATS + STAGING_SUFFIX):
+            session.command(f"DROP TABLE {table}")
+        warehouse.ensure_schema()
+        report = warehouse.find_gaps(days_back=3, today=D12)
+        meanwhile = warehouse.overview(KATHMANDU, D10, D11)
+        warehouse.aggregate(D09, D11)
+        after = warehouse.overview(KATHMANDU, D10, D11, source="preaggregated")
+        layouts = session.query(
+            "SELECT name, engine_full FROM system.tables "
+            "WHERE database = currentDatabase() AND name LIKE {prefix:String}",
+            {"prefix": DAILY_STATS + "%"},
+        )
+    assert report.needing_backfill == [D09, D10, D11]
+    assert {s.table for s in report.by_state("missing")} == {STATS}
+    assert meanwhile == TWO_DAYS[KATHMANDU]
+    assert meanwhile.freshness is not None and meanwhile.freshness.preaggregated == ()
+    assert after == TWO_DAYS[KATHMANDU]
+    assert _day_rows(warehouse) == DAY_ROWS
+    assert len(layouts) == 2
+    assert all("index_granularity = 8" in engine for _, engine in layouts)
