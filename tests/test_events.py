@@ -594,6 +594,11 @@ def test_teams_with_events_but_no_registry_row_are_enabled_in_utc(
         Team(9, "Asia/Kathmandu", False),
         Team(12, "Europe/London", True),
     ]
+    # One team alone, as every dashboard read looks it up: from its events, or registered
+    # with or without events.
+    assert warehouse.team(5) == Team(5, "UTC", True)
+    assert warehouse.team(9) == Team(9, "Asia/Kathmandu", False)
+    assert warehouse.team(12) == Team(12, "Europe/London", True)
     # A later registration replaces the earlier one.
     warehouse.upsert_team(9, "Asia/Kolkata")
     assert warehouse.team(9) == Team(9, "Asia/Kolkata", True)

@@ -48,8 +48,16 @@ def known_teams(session: Session, team_ids: Sequence[int] | None = None) -> list
     return [Team(int(team), timezone, bool(enabled)) for team, timezone, enabled in rows]
 
 
+_REGISTERED_TEAM = f"SELECT timezone, enabled FROM {TEAMS} FINAL WHERE team_id = {{team_id:UInt64}}"
+
+
 def team(session: Session, team_id: int) -> Team:
-    """One known team, or ``ConfigurationError`` if the store has never heard of it."""
+    """One known team, or ``ConfigurationError`` if the store has never heard of it. Every
+    dashboard read starts here: a registered team costs one small read of the registry."""
+    registered = session.query(_REGISTERED_TEAM, {"team_id": team_id})
+    if registered:
+        ((timezone, enabled),) = registered
+        return Team(team_id, timezone, bool(enabled))
     found = known_teams(session, [team_id])
     if not found:
         raise ConfigurationError(f"unknown team {team_id}: it has no events and no registry entry")
