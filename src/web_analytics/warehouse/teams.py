@@ -23,14 +23,17 @@ class Team:
     enabled: bool = True
 
 
-# Registry rows first (rank 0), then teams seen only in the events (rank 1, UTC, enabled);
-# ``{all_teams}`` or ``{team_ids}`` selects which.
+# The registry's rows; ``{all_teams}`` or ``{team_ids}`` selects which.
+_REGISTERED = f"""
+SELECT team_id, timezone, enabled FROM {TEAMS} FINAL
+WHERE {{all_teams:Bool}} OR team_id IN {{team_ids:Array(UInt64)}}
+"""
+# Registry rows first (rank 0), then teams seen only in the events (rank 1, UTC, enabled).
 _KNOWN_TEAMS = f"""
 SELECT team_id, argMin(timezone, rank), argMin(enabled, rank)
 FROM
 (
-    SELECT team_id, timezone, enabled, 0 AS rank FROM {TEAMS} FINAL
-    WHERE {{all_teams:Bool}} OR team_id IN {{team_ids:Array(UInt64)}}
+    SELECT *, 0 AS rank FROM ({_REGISTERED})
     UNION ALL
     SELECT DISTINCT team_id, 'UTC', true, 1 FROM {SOURCE_DAY_SUMMARY}
     WHERE {{all_teams:Bool}} OR team_id IN {{team_ids:Array(UInt64)}}
@@ -40,25 +43,20 @@ ORDER BY team_id
 """
 
 
-def known_teams(session: Session, team_ids: Sequence[int] | None = None) -> list[Team]:
-    """Every known team (or those of ``team_ids`` that are known), ordered by id."""
-    rows = session.query(
-        _KNOWN_TEAMS, {"all_teams": team_ids is None, "team_ids": list(team_ids or [])}
-    )
+def _teams(session: Session, sql: str, team_ids: Sequence[int] | None) -> list[Team]:
+    rows = session.query(sql, {"all_teams": team_ids is None, "team_ids": list(team_ids or [])})
     return [Team(int(team), timezone, bool(enabled)) for team, timezone, enabled in rows]
 
 
-_REGISTERED_TEAM = f"SELECT timezone, enabled FROM {TEAMS} FINAL WHERE team_id = {{team_id:UInt64}}"
+def known_teams(session: Session, team_ids: Sequence[int] | None = None) -> list[Team]:
+    """Every known team (or those of ``team_ids`` that are known), ordered by id."""
+    return _teams(session, _KNOWN_TEAMS, team_ids)
 
 
 def team(session: Session, team_id: int) -> Team:
     """One known team, or ``ConfigurationError`` if the store has never heard of it. Every
     dashboard read starts here: a registered team costs one small read of the registry."""
-    registered = session.query(_REGISTERED_TEAM, {"team_id": team_id})
-    if registered:
-        ((timezone, enabled),) = registered
-        return Team(team_id, timezone, bool(enabled))
-    found = known_teams(session, [team_id])
+    found = _teams(session, _REGISTERED, [team_id]) or known_teams(session, [team_id])
     if not found:
         raise ConfigurationError(f"unknown team {team_id}: it has no events and no registry entry")
     return found[0]
